@@ -1,0 +1,340 @@
+"""The TaskStore contract: the Protocol, the capability flags, and the shared base class.
+
+Design rules (every backend follows them; the contract suite in
+``tests/contract`` checks them against each real server):
+
+* **Leases.** ``claim`` moves up to ``limit`` due tasks from queued to running
+  for one worker, in order of priority (highest first), then ``run_at``, then
+  arrival, increments each task's ``attempts`` and sets a lease that expires
+  ``lease_s`` seconds later. No two workers ever hold the same task at once.
+* **Exactly-once completion.** ``finish`` applies an :class:`Outcome` only if
+  the task is still running under that outcome's lease (same attempt, same
+  owner). Anything else is refused, not applied, and not counted.
+* **Nothing lost.** ``requeue_expired`` puts running tasks whose lease has
+  expired back in the queue (or, after their last attempt, in the dead
+  letters); ``release`` hands a claimed task back without spending an attempt.
+* **Batches.** Every write takes a sequence, so a backend can do it in one
+  round trip.
+* **Errors.** A backend translates its driver's exceptions into
+  :mod:`taskbench.errors` (``StoreUnavailableError`` when its server cannot be
+  reached) and never puts a password in a message.
+
+:class:`BaseStore` does the bookkeeping once: argument checks, the clock,
+``get``, the async context manager, and driver-error translation. A backend
+implements only the storage calls, the ``_``-prefixed abstract methods.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import time
+from collections.abc import Collection, Sequence
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+from taskbench.errors import ConfigError, InvalidTaskError, StoreError, TaskbenchError
+from taskbench.model import Lease, Outcome, Task, TaskStatus, validate_new_task
+from taskbench.urls import redact
+
+
+class Capability(enum.Flag):
+    """What a store guarantees; callers read these instead of checking types."""
+
+    NONE = 0
+    PERSISTENT = enum.auto()
+    """Tasks survive the process that wrote them (how well: see the durability study)."""
+    MULTI_PROCESS = enum.auto()
+    """Several processes on one machine may share the store."""
+    MULTI_HOST = enum.auto()
+    """Workers on several machines may share the store."""
+    PRIORITY_ORDER = enum.auto()
+    """Claims follow priority, then run_at, then arrival, exactly."""
+    WAKEUP = enum.auto()
+    """``wait_for_work`` returns as soon as another process enqueues (no polling)."""
+    TRANSACTIONAL = enum.auto()
+    """Each write is atomic and isolated (ACID transactions or atomic scripts)."""
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """What the executor, the benchmarks and the tests need from a store."""
+
+    capabilities: ClassVar[Capability]
+
+    @property
+    def url(self) -> str:
+        """The store's URL with any password redacted."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and create the schema if it is missing (idempotent)."""
+
+    async def close(self) -> None:
+        """Release connections (idempotent)."""
+
+    async def enqueue(self, tasks: Sequence[Task]) -> None:
+        """Store new tasks, all or none; a duplicate id raises InvalidTaskError."""
+
+    async def claim(
+        self, worker: str, limit: int, *, lease_s: float, now: float | None = None
+    ) -> list[Task]:
+        """Lease up to ``limit`` due tasks to ``worker``; returns them as running."""
+        ...
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> int:
+        """Apply outcomes whose lease is current; returns how many were applied."""
+        ...
+
+    async def extend(
+        self, leases: Sequence[Lease], *, lease_s: float, now: float | None = None
+    ) -> int:
+        """Push current leases' expiry to ``now + lease_s``; returns how many."""
+        ...
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        """Requeue held tasks without spending their attempt; returns how many."""
+        ...
+
+    async def requeue_expired(self, *, now: float | None = None) -> int:
+        """Requeue (or dead-letter, after the last attempt) expired leases."""
+        ...
+
+    async def get_many(self, ids: Sequence[str]) -> list[Task]:
+        """The tasks with these ids that exist, in no particular order."""
+        ...
+
+    async def get(self, task_id: str) -> Task | None:
+        """One task by id, or None."""
+        ...
+
+    async def counts(self) -> dict[TaskStatus, int]:
+        """How many tasks are in each status (every status present, zeros too)."""
+        ...
+
+    async def list_dead(self, *, limit: int = 100) -> list[Task]:
+        """Dead letters, oldest first."""
+        ...
+
+    async def requeue_dead(
+        self, ids: Sequence[str] | None = None, *, now: float | None = None
+    ) -> int:
+        """Give dead tasks (these, or all) a fresh set of attempts; returns how many."""
+        ...
+
+    async def purge(self, statuses: Collection[TaskStatus] | None = None) -> int:
+        """Delete tasks in these statuses (all tasks if None); returns how many."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when tasks may have become available, or after ``timeout`` seconds."""
+
+
+def _check_worker(worker: object) -> None:
+    if not isinstance(worker, str) or not worker or len(worker) > 200 or "\x00" in worker:
+        raise ConfigError(f"worker must be a non-empty string of at most 200 characters: {worker!r}")
+
+
+def _check_positive(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+
+
+def _check_outcome(outcome: Outcome) -> None:
+    if outcome.status is TaskStatus.RUNNING:
+        raise ConfigError(f"an outcome cannot leave task {outcome.lease.task_id!r} running")
+    if outcome.status is TaskStatus.QUEUED and outcome.run_at is None:
+        raise ConfigError(f"a retry of task {outcome.lease.task_id!r} needs a run_at")
+
+
+def _check_statuses(statuses: Collection[TaskStatus] | None) -> None:
+    if statuses is not None and any(s not in TaskStatus for s in statuses):
+        raise ConfigError(f"unknown status in {sorted(map(str, statuses))}")
+
+
+class BaseStore(abc.ABC):
+    """Bookkeeping shared by every backend; subclasses implement the ``_`` methods."""
+
+    capabilities: ClassVar[Capability] = Capability.NONE
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    """Exceptions of the backend's driver that :meth:`translate` turns into ours."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._opened = False
+        self._work = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return redact(self._url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def translate(self, error: BaseException) -> TaskbenchError:
+        """Our exception for a driver exception (backends refine this)."""
+        return StoreError(f"{type(error).__name__} from {self.url}: {error}")
+
+    async def _call(self, coro: Any) -> Any:
+        """Await a storage call, translating driver errors at the boundary."""
+        try:
+            return await coro
+        except TaskbenchError:
+            raise
+        except self.driver_errors as exc:
+            raise self.translate(exc) from None
+
+    async def open(self) -> None:
+        if not self._opened:
+            await self._call(self._open())
+            self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self._call(self._close())
+
+    async def enqueue(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            validate_new_task(task)
+        if len({t.id for t in tasks}) != len(tasks):
+            raise InvalidTaskError("the batch holds the same task id twice")
+        if tasks:
+            await self._call(self._enqueue(tasks))
+            self._work.set()
+
+    async def claim(
+        self, worker: str, limit: int, *, lease_s: float, now: float | None = None
+    ) -> list[Task]:
+        _check_worker(worker)
+        _check_positive(limit, "limit")
+        _check_positive(lease_s, "lease_s")
+        result: list[Task] = await self._call(
+            self._claim(worker, int(limit), lease_s, time.time() if now is None else now)
+        )
+        return result
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> int:
+        if not outcomes:
+            return 0
+        for outcome in outcomes:
+            _check_outcome(outcome)
+        applied: int = await self._call(self._finish(outcomes))
+        if any(o.status is TaskStatus.QUEUED for o in outcomes):
+            self._work.set()
+        return applied
+
+    async def extend(
+        self, leases: Sequence[Lease], *, lease_s: float, now: float | None = None
+    ) -> int:
+        _check_positive(lease_s, "lease_s")
+        if not leases:
+            return 0
+        expires = (time.time() if now is None else now) + lease_s
+        extended: int = await self._call(self._extend(leases, expires))
+        return extended
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        if not leases:
+            return 0
+        released: int = await self._call(self._release(leases))
+        self._work.set()
+        return released
+
+    async def requeue_expired(self, *, now: float | None = None) -> int:
+        count: int = await self._call(self._requeue_expired(time.time() if now is None else now))
+        if count:
+            self._work.set()
+        return count
+
+    async def get_many(self, ids: Sequence[str]) -> list[Task]:
+        if not ids:
+            return []
+        tasks: list[Task] = await self._call(self._get_many(list(ids)))
+        return tasks
+
+    async def get(self, task_id: str) -> Task | None:
+        found = await self.get_many([task_id])
+        return found[0] if found else None
+
+    async def counts(self) -> dict[TaskStatus, int]:
+        counted: dict[TaskStatus, int] = await self._call(self._counts())
+        return {status: counted.get(status, 0) for status in TaskStatus}
+
+    async def list_dead(self, *, limit: int = 100) -> list[Task]:
+        _check_positive(limit, "limit")
+        dead: list[Task] = await self._call(self._list_dead(int(limit)))
+        return dead
+
+    async def requeue_dead(
+        self, ids: Sequence[str] | None = None, *, now: float | None = None
+    ) -> int:
+        count: int = await self._call(
+            self._requeue_dead(None if ids is None else list(ids), time.time() if now is None else now)
+        )
+        if count:
+            self._work.set()
+        return count
+
+    async def purge(self, statuses: Collection[TaskStatus] | None = None) -> int:
+        _check_statuses(statuses)
+        wanted = None if statuses is None else [TaskStatus(s) for s in statuses]
+        purged: int = await self._call(self._purge(wanted))
+        return purged
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """In-process wake-up on this store's own writes; backends with a
+        server-side notification (LISTEN/NOTIFY, blocking pops) override it."""
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._work.clear()
+
+    # -- storage calls: each backend implements these --------------------------------
+
+    @abc.abstractmethod
+    async def _open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _enqueue(self, tasks: Sequence[Task]) -> None: ...
+
+    @abc.abstractmethod
+    async def _claim(self, worker: str, limit: int, lease_s: float, now: float) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def _finish(self, outcomes: Sequence[Outcome]) -> int: ...
+
+    @abc.abstractmethod
+    async def _extend(self, leases: Sequence[Lease], expires_at: float) -> int: ...
+
+    @abc.abstractmethod
+    async def _release(self, leases: Sequence[Lease]) -> int: ...
+
+    @abc.abstractmethod
+    async def _requeue_expired(self, now: float) -> int: ...
+
+    @abc.abstractmethod
+    async def _get_many(self, ids: list[str]) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def _counts(self) -> dict[TaskStatus, int]: ...
+
+    @abc.abstractmethod
+    async def _list_dead(self, limit: int) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def _requeue_dead(self, ids: list[str] | None, now: float) -> int: ...
+
+    @abc.abstractmethod
+    async def _purge(self, statuses: list[TaskStatus] | None) -> int: ...
