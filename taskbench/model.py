@@ -190,9 +190,11 @@ def validate_new_task(task: Task) -> None:
     _check_number(task.run_at, "run_at")
     _check_number(task.created_at, "created_at")
     if task.status is not TaskStatus.QUEUED or task.attempts != 0:
-        raise InvalidTaskError(f"task {task.id!r} is not new (status {task.status}, attempts {task.attempts})")
+        raise InvalidTaskError(
+            f"task {task.id!r} is not new (status {task.status}, attempts {task.attempts})"
+        )
     if not isinstance(task.payload_json, str) or len(task.payload_json) > MAX_PAYLOAD_BYTES:
-        raise InvalidTaskError(f"payload of task {task.id!r} is not JSON text within the size limit")
+        raise InvalidTaskError(f"payload of task {task.id!r} is not JSON text within the limit")
     try:
         json.loads(task.payload_json)
     except ValueError:
@@ -240,7 +242,9 @@ class Outcome:
 
     @classmethod
     def dead(cls, lease: Lease, error: str, *, now: float) -> Outcome:
-        return cls(lease=lease, status=TaskStatus.DEAD, finished_at=now, error=truncate_error(error))
+        return cls(
+            lease=lease, status=TaskStatus.DEAD, finished_at=now, error=truncate_error(error)
+        )
 
 
 def _default_retryable() -> tuple[type[BaseException], ...]:

@@ -72,8 +72,6 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
             raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
         if kind in (int, float, str):
             return kind(raw)
-        if inspect.isclass(kind) and hasattr(kind, "__members__"):  # an Enum
-            return kind(raw)
     except ValueError as exc:
         raise ConfigError(f"option {name}={raw!r} is not a valid {kind.__name__}: {exc}") from None
     return raw

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import enum
 import time
 from collections.abc import Collection, Sequence
@@ -132,7 +133,7 @@ class TaskStore(Protocol):
 
 def _check_worker(worker: object) -> None:
     if not isinstance(worker, str) or not worker or len(worker) > 200 or "\x00" in worker:
-        raise ConfigError(f"worker must be a non-empty string of at most 200 characters: {worker!r}")
+        raise ConfigError(f"worker must be a non-empty string of up to 200 characters: {worker!r}")
 
 
 def _check_positive(value: object, what: str) -> None:
@@ -276,8 +277,9 @@ class BaseStore(abc.ABC):
     async def requeue_dead(
         self, ids: Sequence[str] | None = None, *, now: float | None = None
     ) -> int:
+        chosen = None if ids is None else list(ids)
         count: int = await self._call(
-            self._requeue_dead(None if ids is None else list(ids), time.time() if now is None else now)
+            self._requeue_dead(chosen, time.time() if now is None else now)
         )
         if count:
             self._work.set()
@@ -292,10 +294,8 @@ class BaseStore(abc.ABC):
     async def wait_for_work(self, timeout: float) -> None:
         """In-process wake-up on this store's own writes; backends with a
         server-side notification (LISTEN/NOTIFY, blocking pops) override it."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout)
-        except TimeoutError:
-            pass
         self._work.clear()
 
     # -- storage calls: each backend implements these --------------------------------

@@ -146,9 +146,7 @@ class MemoryStore(BaseStore):
 
     async def _requeue_expired(self, now: float) -> int:
         expired = [
-            self._tasks[i]
-            for i in self._running
-            if (self._tasks[i].lease_expires_at or 0.0) < now
+            self._tasks[i] for i in self._running if (self._tasks[i].lease_expires_at or 0.0) < now
         ]
         for task in expired:
             self._set(_expired(task, now))
@@ -176,9 +174,7 @@ class MemoryStore(BaseStore):
         return len(dead)
 
     async def _purge(self, statuses: list[TaskStatus] | None) -> int:
-        doomed = [
-            t.id for t in self._tasks.values() if statuses is None or t.status in statuses
-        ]
+        doomed = [t.id for t in self._tasks.values() if statuses is None or t.status in statuses]
         for task_id in doomed:
             del self._tasks[task_id]
             del self._seq[task_id]

@@ -89,7 +89,7 @@ Index(f"uq_{TASKS_TABLE}_id", tasks.c.id, unique=True)
 
 _DIALECTS: dict[str, Dialect] = {
     "sqlite": sqlite.dialect(),
-    "postgresql": postgresql.dialect(),
+    "postgresql": postgresql.dialect(),  # type: ignore[no-untyped-call]
     "mysql": mysql.dialect(),
 }
 

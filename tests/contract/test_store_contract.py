@@ -55,7 +55,11 @@ async def test_lifecycle_claim_then_succeed(store: TaskStore) -> None:
     assert applied == 1
     done = await store.get(task.id)
     assert done is not None
-    assert (done.status, done.result, done.finished_at) == (TaskStatus.SUCCEEDED, {"ok": True}, T0 + 2)
+    assert (done.status, done.result, done.finished_at) == (
+        TaskStatus.SUCCEEDED,
+        {"ok": True},
+        T0 + 2,
+    )
     assert done.lease_owner is None
     assert await store.claim("w1", 10, lease_s=LEASE, now=T0 + 3) == []
 
@@ -119,7 +123,9 @@ async def test_finish_is_refused_for_any_other_lease(store: TaskStore) -> None:
     wrong_owner = Lease(task_id=task.id, attempt=running.attempts, owner="intruder")
     wrong_attempt = Lease(task_id=task.id, attempt=running.attempts + 1, owner="w1")
     unknown = Lease(task_id="missing", attempt=1, owner="w1")
-    outcomes = [Outcome.succeeded(lease, None, now=T0) for lease in (wrong_owner, wrong_attempt, unknown)]
+    outcomes = [
+        Outcome.succeeded(lease, None, now=T0) for lease in (wrong_owner, wrong_attempt, unknown)
+    ]
     assert await store.finish(outcomes) == 0
     assert await store.get(task.id) == running
     assert await store.finish([Outcome.succeeded(running.lease, None, now=T0 + 1)]) == 1
@@ -199,7 +205,11 @@ async def test_release_gives_the_attempt_back(store: TaskStore) -> None:
     assert await store.release([running.lease]) == 1
     released = await store.get(task.id)
     assert released is not None
-    assert (released.status, released.attempts, released.lease_owner) == (TaskStatus.QUEUED, 0, None)
+    assert (released.status, released.attempts, released.lease_owner) == (
+        TaskStatus.QUEUED,
+        0,
+        None,
+    )
     assert await store.release([running.lease]) == 0
     assert (await claim_one(store, "w2")).attempts == 1
 
@@ -207,8 +217,10 @@ async def test_release_gives_the_attempt_back(store: TaskStore) -> None:
 async def test_counts_cover_every_status(store: TaskStore) -> None:
     assert await store.counts() == dict.fromkeys(TaskStatus, 0)
     await store.enqueue([make(id=f"t{i}", max_attempts=1) for i in range(5)])
-    a, b, c = await store.claim("w1", 3, lease_s=LEASE, now=T0)
-    await store.finish([Outcome.succeeded(a.lease, None, now=T0), Outcome.dead(b.lease, "x", now=T0)])
+    a, b, _still_running = await store.claim("w1", 3, lease_s=LEASE, now=T0)
+    await store.finish(
+        [Outcome.succeeded(a.lease, None, now=T0), Outcome.dead(b.lease, "x", now=T0)]
+    )
     assert await store.counts() == {
         TaskStatus.QUEUED: 2,
         TaskStatus.RUNNING: 1,
@@ -245,7 +257,7 @@ async def test_a_duplicate_id_rejects_the_whole_batch(store: TaskStore) -> None:
 async def test_hostile_names_and_payloads_are_stored_verbatim(store: TaskStore) -> None:
     hostile = [
         "x'); DROP TABLE taskbench_tasks; --",
-        "\" OR 1=1; --",
+        '" OR 1=1; --',
         "redis.call('FLUSHALL')",
         "]]; return 1; --[[",
         "%s %d {0} $1 ?",

@@ -1,0 +1,362 @@
+"""TaskExecutor: claims tasks from a store and runs them, with the report's missing features.
+
+One loop does all the talking to the store, so its calls batch themselves:
+each time it wakes it first reports the outcomes of every task that finished
+since it last ran (one ``finish`` call), then claims as many tasks as there
+are free slots (one ``claim`` call). When a whole batch finishes in the same
+tick, the next claim is a whole batch; when tasks finish one by one, claims
+are small and prompt. Tasks run as asyncio tasks, at most ``concurrency`` at
+once; plain functions run in threads.
+
+What the executor guarantees, with the store's leases (see stores/base.py):
+
+* **retry**: a failed attempt is retried after the policy's backoff while the
+  task has attempts left and the error is retryable; otherwise it goes to the
+  dead letters with the error recorded. An unknown task name, a handler that
+  raises, a timeout or a result that is not JSON all take this path; none
+  stops the executor.
+* **timeout**: a task that runs longer than ``timeout`` seconds fails with
+  TaskTimeoutError (a thread running a plain function cannot be killed: its
+  result is ignored).
+* **priority**: the store hands out tasks in priority order.
+* **rate limits**: token buckets, global and per task name (ratelimit.py).
+* **heartbeats**: leases of running tasks are extended every ``lease_s / 3``.
+* **graceful shutdown**: :meth:`stop` stops claiming, lets running tasks
+  finish within a grace period, then cancels the rest and releases their
+  leases (their attempt is given back), and reports every outcome: nothing is
+  lost.
+* **store outages**: a store error is logged and retried with exponential
+  backoff; outcomes are kept until the store accepts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from taskbench.errors import (
+    ConfigError,
+    HandlerNotFoundError,
+    TaskbenchError,
+    TaskTimeoutError,
+)
+from taskbench.model import Outcome, RetryPolicy, Task, TaskStatus
+from taskbench.ratelimit import RateLimit, RateLimiter
+from taskbench.stores.base import TaskStore
+
+log = logging.getLogger("taskbench.executor")
+
+Handler = Callable[[Task], Awaitable[Any]] | Callable[[Task], Any]
+
+_MAX_STORE_BACKOFF = 5.0
+
+
+class ExecutorMetrics(Protocol):
+    """Hooks the executor calls; the benchmark's recorder implements them."""
+
+    def on_claimed(self, tasks: Sequence[Task]) -> None: ...
+
+    def on_outcome(self, task: Task, outcome: Outcome) -> None: ...
+
+
+@dataclass(slots=True)
+class ExecutorStats:
+    """Counters of what this executor did."""
+
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    refused: int = 0
+    released: int = 0
+    store_errors: int = 0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}"
+
+
+def _check_positive(value: float | None, what: str, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+
+
+class TaskExecutor:
+    """Runs the tasks of one store with registered handlers."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        concurrency: int = 10,
+        batch_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        lease_s: float = 30.0,
+        rate_limit: float | RateLimit | None = None,
+        name_rate_limits: Mapping[str, float | RateLimit] | None = None,
+        worker_id: str | None = None,
+        metrics: ExecutorMetrics | None = None,
+        poll_interval: float = 0.5,
+        housekeeping: bool = True,
+    ) -> None:
+        _check_positive(concurrency, "concurrency")
+        _check_positive(batch_size, "batch_size", allow_none=True)
+        _check_positive(timeout, "timeout", allow_none=True)
+        _check_positive(lease_s, "lease_s")
+        _check_positive(poll_interval, "poll_interval")
+        self.store = store
+        self.concurrency = int(concurrency)
+        self.batch_size = int(batch_size or concurrency)
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.lease_s = float(lease_s)
+        self.worker_id = worker_id or default_worker_id()
+        self.metrics = metrics
+        self.poll_interval = poll_interval
+        self.housekeeping = housekeeping
+        self.stats = ExecutorStats()
+        self._limiter = RateLimiter(rate_limit, name_rate_limits)
+        self._handlers: dict[str, tuple[Handler, bool]] = {}
+        self._running: dict[str, tuple[Task, asyncio.Task[None]]] = {}
+        self._outcomes: list[tuple[Task, Outcome]] = []
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._store_backoff = 0.0
+        self._grace = 10.0
+
+    # -- registration --------------------------------------------------------------
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Run ``handler(task)`` for tasks named ``name`` (async def, or a plain function)."""
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"a handler needs a non-empty task name, got {name!r}")
+        if not callable(handler):
+            raise ConfigError(f"the handler for {name!r} is not callable")
+        self._handlers[name] = (handler, inspect.iscoroutinefunction(handler))
+
+    def task(self, name: str) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`register`."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.register(name, handler)
+            return handler
+
+        return decorate
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self, *, until_idle: bool = False) -> ExecutorStats:
+        """Claim and run tasks until :meth:`stop` (or, with ``until_idle``, until
+        nothing is queued or running). Returns the counters."""
+        self._stopping.clear()
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            await self._claim_loop(until_idle)
+        finally:
+            heartbeat.cancel()
+            await self._shut_down(grace=self._grace)
+        return self.stats
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; running tasks get ``grace`` seconds, then are released."""
+        self._grace = grace
+        self._stopping.set()
+        self._wakeup.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def _claim_loop(self, until_idle: bool) -> None:
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            await asyncio.sleep(0)  # let tasks that finish in this tick report first
+            if await self._store_call(self._flush) is None:
+                continue
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                await self._wakeup.wait()
+                continue
+            claimed = await self._store_call(self._claim, min(free, self.batch_size))
+            if claimed is None or claimed:
+                continue
+            if until_idle and not self._running and await self._store_call(self._is_idle) is True:
+                return
+            await self._wait_for_work()
+
+    async def _store_call(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run one store call; on a store error, log, back off, and return None."""
+        try:
+            result = await call(*args)
+        except TaskbenchError as exc:
+            self.stats.store_errors += 1
+            self._store_backoff = min(_MAX_STORE_BACKOFF, max(0.05, self._store_backoff * 2))
+            log.error(
+                "store call %s failed (%s); retry in %.2fs", call.__name__, exc, self._store_backoff
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._store_backoff)
+            return None
+        self._store_backoff = 0.0
+        return result if result is not None else True
+
+    async def _claim(self, limit: int) -> list[Task]:
+        tasks = await self.store.claim(self.worker_id, limit, lease_s=self.lease_s)
+        if tasks:
+            self.stats.claimed += len(tasks)
+            if self.metrics is not None:
+                self.metrics.on_claimed(tasks)
+            for task in tasks:
+                self._start(task)
+        return tasks
+
+    def _start(self, task: Task) -> None:
+        runner = asyncio.create_task(self._execute(task), name=f"task {task.id}")
+        self._running[task.id] = (task, runner)
+        runner.add_done_callback(lambda _: self._finished(task.id))
+
+    def _finished(self, task_id: str) -> None:
+        self._running.pop(task_id, None)
+        self._wakeup.set()
+
+    async def _is_idle(self) -> bool:
+        if self.housekeeping:
+            await self.store.requeue_expired()
+        counts = await self.store.counts()
+        return counts[TaskStatus.QUEUED] + counts[TaskStatus.RUNNING] == 0
+
+    async def _wait_for_work(self) -> None:
+        """Sleep until the store may have work, a running task finishes, or stop()."""
+        waiters = [
+            asyncio.create_task(self.store.wait_for_work(self.poll_interval)),
+            asyncio.create_task(self._wakeup.wait()),
+            asyncio.create_task(self._stopping.wait()),
+        ]
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        error = waiters[0].exception() if waiters[0] in done else None
+        if error is not None:
+            self.stats.store_errors += 1
+            log.error("waiting for work failed: %s", error)
+            await asyncio.sleep(self.poll_interval)
+
+    # -- one task -----------------------------------------------------------------
+
+    async def _execute(self, task: Task) -> None:
+        try:
+            result = await self._call_handler(task)
+            outcome = Outcome.succeeded(task.lease, result, now=time.time())
+        except asyncio.CancelledError:
+            raise  # shutdown: the lease is released, not failed
+        except Exception as exc:
+            outcome = self._failure(task, exc)
+        self._outcomes.append((task, outcome))
+
+    async def _call_handler(self, task: Task) -> Any:
+        registered = self._handlers.get(task.name)
+        if registered is None:
+            raise HandlerNotFoundError(f"no handler registered for task name {task.name!r}")
+        if self._limiter.active:
+            await self._limiter.acquire(task.name)
+        if self.timeout is None:
+            return await _invoke(*registered, task)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await _invoke(*registered, task)
+        except TimeoutError:
+            raise TaskTimeoutError(f"task {task.id} ran longer than {self.timeout}s") from None
+
+    def _failure(self, task: Task, error: Exception) -> Outcome:
+        message = f"{type(error).__name__}: {error}"
+        now = time.time()
+        if self.retry.should_retry(task, error):
+            delay = self.retry.backoff(task.attempts)
+            log.info(
+                "task %s attempt %d failed (%s); retry in %.2fs",
+                *(task.id, task.attempts, message, delay),
+            )
+            return Outcome.retry(task.lease, message, run_at=now + delay, now=now)
+        log.warning("task %s is dead after attempt %d: %s", task.id, task.attempts, message)
+        return Outcome.dead(task.lease, message, now=now)
+
+    # -- reporting ----------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        """Report finished tasks' outcomes in one store call (kept if it fails)."""
+        if not self._outcomes:
+            return
+        batch, self._outcomes = self._outcomes, []
+        try:
+            applied = await self.store.finish([outcome for _, outcome in batch])
+        except BaseException:
+            self._outcomes = batch + self._outcomes
+            raise
+        self._count(batch, applied)
+
+    def _count(self, batch: list[tuple[Task, Outcome]], applied: int) -> None:
+        stats = self.stats
+        stats.refused += len(batch) - applied
+        for task, outcome in batch:
+            if outcome.status is TaskStatus.SUCCEEDED:
+                stats.succeeded += 1
+            elif outcome.status is TaskStatus.QUEUED:
+                stats.retried += 1
+            else:
+                stats.dead += 1
+            if self.metrics is not None:
+                self.metrics.on_outcome(task, outcome)
+        if applied < len(batch):
+            log.warning("%d outcomes refused: their leases had moved on", len(batch) - applied)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            leases = [task.lease for task, _ in self._running.values()]
+            if leases:
+                with contextlib.suppress(TaskbenchError):
+                    await self.store.extend(leases, lease_s=self.lease_s)
+
+    async def _shut_down(self, grace: float) -> None:
+        """Let running tasks finish within ``grace``, release the rest, report everything."""
+        runners = [runner for _, runner in self._running.values()]
+        if runners:
+            _, pending = await asyncio.wait(runners, timeout=grace)
+            held = [task.lease for task, runner in self._running.values() if runner in pending]
+            for runner in pending:
+                runner.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if held:
+                self.stats.released += await self._until_stored(self.store.release, held)
+        await self._until_stored(self._flush)
+
+    async def _until_stored(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Shutdown must not drop outcomes: retry a store call a few times before giving up."""
+        for attempt in range(5):
+            try:
+                return await call(*args)
+            except TaskbenchError as exc:
+                self.stats.store_errors += 1
+                log.error("during shutdown, %s failed (%s)", call.__name__, exc)
+                await asyncio.sleep(0.1 * 2**attempt)
+        return 0
+
+
+async def _invoke(handler: Handler, is_async: bool, task: Task) -> Any:
+    if is_async:
+        return await handler(task)
+    result = await asyncio.to_thread(handler, task)
+    if inspect.isawaitable(result):
+        return await result
+    return result
