@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-STORE_BACKENDS = ["memory", "sqlite", "postgres", "redis", "mysql"]
+STORE_BACKENDS = ["memory", "sqlite", "sqlite-legacy", "postgres", "redis", "mysql"]
 SERVER_ENV = {
     "postgres": "TASKBENCH_TEST_POSTGRES_URL",
     "redis": "TASKBENCH_TEST_REDIS_URL",
@@ -124,6 +124,8 @@ async def isolated_store_url(backend: str, tmp_path: Path) -> AsyncIterator[str]
         yield "memory://"
     elif backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'tasks.db'}"
+    elif backend == "sqlite-legacy":
+        yield f"sqlite:///{tmp_path / 'tasks.db'}?profile=legacy"
     elif backend == "postgres":
         async with _postgres(server_url("postgres")) as url:
             yield url

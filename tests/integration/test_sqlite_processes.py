@@ -1,0 +1,94 @@
+"""Several OS processes draining one SQLite file: every task claimed exactly once.
+
+Four processes (``spawn``, so each has its own interpreter, connection and
+worker thread) each run several asyncio claimers against the same file, in
+both profiles. They connect first and then start together at a barrier, so
+their claims contend for the write lock. Each reports the ids it claimed; the test checks
+that no id was claimed twice, none was lost and every task succeeded on its
+first attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskbench.model import Outcome, Task, TaskStatus
+from taskbench.stores import TaskStore, open_store
+
+PROCESSES = 4
+CLAIMERS_PER_PROCESS = 4
+TASKS = 2_000
+BATCH = 5
+LEASE_S = 600.0
+
+
+async def _drain(store: TaskStore, worker: str) -> list[str]:
+    claimed: list[str] = []
+    while batch := await store.claim(worker, BATCH, lease_s=LEASE_S):
+        claimed.extend(task.id for task in batch)
+        outcomes = [Outcome.succeeded(t.lease, t.id, now=time.time()) for t in batch]
+        assert await store.finish(outcomes) == len(batch)
+    return claimed
+
+
+async def _process_main(url: str, name: str, start: Barrier) -> list[str]:
+    store = open_store(url)
+    await store.open()
+    try:
+        await asyncio.to_thread(start.wait, 60)  # every process is connected: now contend
+        workers = [_drain(store, f"{name}-claimer{i}") for i in range(CLAIMERS_PER_PROCESS)]
+        return [task_id for ids in await asyncio.gather(*workers) for task_id in ids]
+    finally:
+        await store.close()
+
+
+def claim_in_a_process(url: str, name: str, start: Barrier, results: Any) -> None:
+    """The child process: connect, wait for the others, drain, report the ids claimed."""
+    results.put((name, asyncio.run(_process_main(url, name, start))))
+
+
+def _run_processes(url: str) -> dict[str, list[str]]:
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(PROCESSES)
+    results = context.Queue()
+    names = [f"process{i}" for i in range(PROCESSES)]
+    children = [
+        context.Process(target=claim_in_a_process, args=(url, name, start, results))
+        for name in names
+    ]
+    for child in children:
+        child.start()
+    claimed = dict(results.get(timeout=90) for _ in children)
+    for child in children:
+        child.join(timeout=30)
+        assert child.exitcode == 0, f"{child.name} exited with {child.exitcode}"
+    return claimed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["improved", "legacy"])
+async def test_processes_claim_every_task_exactly_once(tmp_path: Path, profile: str) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}?profile={profile}"
+    store = open_store(url)
+    await store.open()
+    try:
+        tasks = [Task.new("job", i, id=f"task-{i:05}") for i in range(TASKS)]
+        await store.enqueue(tasks)
+
+        claimed = await asyncio.to_thread(_run_processes, url)
+
+        every_claim = [task_id for ids in claimed.values() for task_id in ids]
+        assert len(every_claim) == len(set(every_claim)), "a task was claimed twice"
+        assert set(every_claim) == {t.id for t in tasks}, "a task was never claimed"
+        assert await store.counts() == {**dict.fromkeys(TaskStatus, 0), TaskStatus.SUCCEEDED: TASKS}
+        stored = await store.get_many([t.id for t in tasks])
+        assert all(t.attempts == 1 and t.result == t.id for t in stored)
+    finally:
+        await store.close()
