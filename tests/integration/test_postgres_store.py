@@ -1,0 +1,253 @@
+"""PostgresStore against the real server: failures, hostile input, plans and wake-ups.
+
+The contract suite (tests/contract) checks the semantics every store shares;
+this file checks what only PostgreSQL has: how a bad URL or an unreachable
+server is reported, that concurrent opens of one schema do not race, that the
+claim query walks the claim index, and that LISTEN/NOTIFY wakes a waiter.
+
+Each test isolates itself in its own schema (tests/backends.py). A bound such
+as ``asyncio.wait_for(..., BOUND)`` only turns a hang into a failure; no test
+asserts on durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from taskbench.errors import ConfigError, StoreError, StoreUnavailableError, TaskbenchError
+from taskbench.model import Outcome, Task, TaskStatus
+from taskbench.stores import open_store
+from taskbench.stores.schema import declared_indexes
+from tests.backends import isolated_store_url, server_url
+
+asyncpg = pytest.importorskip("asyncpg")
+from taskbench.stores.postgres import CLAIM, PLANNER_SETTINGS, PostgresStore  # noqa: E402
+
+PASSWORD = "hunter2-Secret"
+BOUND = 30.0
+T0 = 1_700_000_000.0
+CLAIM_INDEX = "ix_taskbench_tasks_claim"
+
+
+def _with(
+    url: str, *, user: str | None = None, port: int | None = None, db: str | None = None
+) -> str:
+    """``url`` with a password and, optionally, another user, port or database."""
+    parts = urlsplit(url.split("?", 1)[0])
+    host = parts.hostname or "127.0.0.1"
+    netloc = (
+        f"{user or parts.username or 'postgres'}:{PASSWORD}@{host}:{port or parts.port or 5432}"
+    )
+    path = f"/{db}" if db else parts.path
+    return urlunsplit(parts._replace(netloc=netloc, path=path, query=""))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def _open_error(url: str, **options: Any) -> TaskbenchError:
+    store = open_store(url, **options)
+    with pytest.raises(TaskbenchError) as caught:
+        await asyncio.wait_for(store.open(), BOUND)
+    return caught.value
+
+
+@pytest.fixture
+def base_url() -> Iterator[str]:
+    yield server_url("postgres")
+
+
+@pytest.fixture
+async def store_url(tmp_path: Path) -> AsyncIterator[str]:
+    async with isolated_store_url("postgres", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Any]:
+    opened = open_store(store_url)
+    async with opened:
+        yield opened
+
+
+# -- connection failures -----------------------------------------------------------------
+
+
+async def test_unknown_role_is_a_config_error_without_the_password(base_url: str) -> None:
+    error = await _open_error(_with(base_url, user=f"tb_nobody_{uuid.uuid4().hex[:8]}"))
+    assert isinstance(error, ConfigError)
+    assert "role" in str(error)
+    assert PASSWORD not in str(error) and ":***@" in str(error)
+
+
+async def test_missing_database_is_a_config_error_without_the_password(base_url: str) -> None:
+    error = await _open_error(_with(base_url, db=f"tb_missing_{uuid.uuid4().hex[:8]}"))
+    assert isinstance(error, ConfigError)
+    assert "does not exist" in str(error)
+    assert PASSWORD not in str(error)
+
+
+async def test_a_closed_port_is_unavailable_without_the_password(base_url: str) -> None:
+    error = await _open_error(_with(base_url, port=_free_port()), connect_timeout=2.0)
+    assert isinstance(error, StoreUnavailableError)
+    assert PASSWORD not in str(error) and ":***@" in str(error)
+
+
+def test_a_password_in_a_driver_message_is_scrubbed() -> None:
+    store = PostgresStore(f"postgresql://u:{PASSWORD}@127.0.0.1:1/x")
+    error = store.translate(OSError(f"cannot reach u:{PASSWORD}@127.0.0.1"))
+    assert isinstance(error, StoreUnavailableError)
+    assert PASSWORD not in str(error)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'schema=x";DROP SCHEMA public CASCADE;--',
+        "schema=",
+        "schema=" + "s" * 64,
+        "pool_size=0",
+        "connect_timeout=0",
+        "connect_timeout=nan",
+        "synchronous_commit=sometimes",
+    ],
+)
+def test_bad_options_are_config_errors(query: str) -> None:
+    with pytest.raises(ConfigError):
+        open_store(f"postgresql://postgres@127.0.0.1/test?{query}")
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+async def test_concurrent_opens_of_a_new_schema_do_not_race(base_url: str) -> None:
+    schema = f"tb_{uuid.uuid4().hex[:12]}"
+    stores = [open_store(f"{base_url}?schema={schema}&pool_size=1") for _ in range(6)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), BOUND)
+        assert await stores[0].indexes() == declared_indexes()  # type: ignore[attr-defined]
+    finally:
+        for store in stores:
+            await store.close()
+        admin = await asyncpg.connect(base_url)
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+# -- hostile input -----------------------------------------------------------------------
+
+HOSTILE = [
+    "x'); DROP TABLE taskbench_tasks; --",
+    "'; SELECT pg_sleep(10); --",
+    "$1 $2 ::text[] %s {0}",
+    "E'\\x00' \"quoted\" \\\\ backslash",
+    "$$ dollar $$ quoted $$",
+]
+
+
+async def test_hostile_results_and_errors_are_stored_verbatim(store: Any) -> None:
+    tasks = [Task.new(text, {"text": text}, now=T0) for text in HOSTILE]
+    await store.enqueue(tasks)
+    claimed = await store.claim("w'; --", len(tasks), lease_s=30, now=T0)
+    outcomes = [
+        Outcome.succeeded(t.lease, {"echo": t.name}, now=T0)
+        if i % 2
+        else Outcome.dead(t.lease, t.name, now=T0)
+        for i, t in enumerate(claimed)
+    ]
+    assert await store.finish(outcomes) == len(tasks)
+    for task in await store.get_many([t.id for t in tasks]):
+        assert task.lease_owner is None
+        if task.status is TaskStatus.DEAD:
+            assert task.last_error == task.name
+        else:
+            assert task.result == {"echo": task.name}
+    assert (await store.counts())[TaskStatus.SUCCEEDED] == len(tasks) // 2
+
+
+# -- the claim plan ----------------------------------------------------------------------
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+async def _claim_plan(store_url: str) -> list[dict[str, Any]]:
+    schema = urlsplit(store_url).query.partition("schema=")[2].partition("&")[0]
+    settings = {**PLANNER_SETTINGS, "search_path": schema}
+    connection = await asyncpg.connect(store_url.split("?", 1)[0], server_settings=settings)
+    try:
+        explained = await connection.fetchval(
+            "EXPLAIN (FORMAT JSON) " + CLAIM, T0, 100, "w1", T0 + 30
+        )
+    finally:
+        await connection.close()
+    return list(_plan_nodes(json.loads(explained)[0]["Plan"]))
+
+
+@pytest.mark.parametrize("analysed", [False, True])
+async def test_the_claim_walks_the_claim_index_in_order(
+    store_url: str, store: Any, analysed: bool
+) -> None:
+    await store.enqueue([Task.new("job", i, now=T0, priority=i % 4) for i in range(20_000)])
+    if analysed:
+        admin = await asyncpg.connect(store_url.split("?", 1)[0])
+        schema = urlsplit(store_url).query.partition("schema=")[2].partition("&")[0]
+        await admin.execute(f'ANALYZE "{schema}".taskbench_tasks')
+        await admin.close()
+    nodes = await _claim_plan(store_url)
+    scans = [n for n in nodes if n.get("Index Name") == CLAIM_INDEX]
+    assert [n["Node Type"] for n in scans] == ["Index Scan"]
+    assert not [n for n in nodes if n["Node Type"] == "Sort"]
+
+
+# -- LISTEN/NOTIFY -----------------------------------------------------------------------
+
+
+async def test_a_due_retry_wakes_another_client(store_url: str, store: Any) -> None:
+    waiter = open_store(store_url)
+    async with waiter:
+        await store.enqueue([Task.new("job", now=T0)])
+        await asyncio.wait_for(waiter.wait_for_work(BOUND * 2), BOUND)  # the enqueue's NOTIFY
+        (running,) = await store.claim("w1", 1, lease_s=30, now=T0)
+        waiting = asyncio.create_task(waiter.wait_for_work(BOUND * 2))
+        await asyncio.sleep(0.05)
+        await store.finish([Outcome.retry(running.lease, "again", run_at=T0, now=T0 + 1)])
+        await asyncio.wait_for(waiting, BOUND)
+        assert [t.id for t in await waiter.claim("w2", 1, lease_s=30, now=T0 + 2)] == [running.id]
+
+
+async def test_requeue_dead_wakes_another_client(store_url: str, store: Any) -> None:
+    waiter = open_store(store_url)
+    async with waiter:
+        await store.enqueue([Task.new("job", now=T0, max_attempts=1)])
+        await asyncio.wait_for(waiter.wait_for_work(BOUND * 2), BOUND)
+        (running,) = await store.claim("w1", 1, lease_s=30, now=T0)
+        await store.finish([Outcome.dead(running.lease, "boom", now=T0)])
+        waiting = asyncio.create_task(waiter.wait_for_work(BOUND * 2))
+        await asyncio.sleep(0.05)
+        assert await store.requeue_dead(now=T0) == 1
+        await asyncio.wait_for(waiting, BOUND)
+
+
+async def test_a_closed_store_says_so(store_url: str) -> None:
+    store = open_store(store_url)
+    async with store:
+        pass
+    with pytest.raises(StoreError, match="not open"):
+        await store.counts()
