@@ -107,7 +107,7 @@ class TaskExecutor:
         name_rate_limits: Mapping[str, float | RateLimit] | None = None,
         worker_id: str | None = None,
         metrics: ExecutorMetrics | None = None,
-        poll_interval: float = 0.5,
+        poll_interval: float = 0.1,
         housekeeping: bool = True,
     ) -> None:
         _check_positive(concurrency, "concurrency")

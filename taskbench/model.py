@@ -75,6 +75,8 @@ class TaskPriority(IntEnum):
 
 def encode_json(value: Any, what: str) -> str:
     """Encode ``value`` as compact JSON text, or raise InvalidTaskError."""
+    if value is None:  # the common no-result case, on every task's hot path
+        return "null"
     try:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:

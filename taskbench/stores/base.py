@@ -61,7 +61,7 @@ class Capability(enum.Flag):
 class TaskStore(Protocol):
     """What the executor, the benchmarks and the tests need from a store."""
 
-    capabilities: ClassVar[Capability]
+    capabilities: Capability
 
     @property
     def url(self) -> str:
@@ -73,6 +73,12 @@ class TaskStore(Protocol):
 
     async def close(self) -> None:
         """Release connections (idempotent)."""
+
+    async def __aenter__(self) -> Self:
+        """``async with open_store(url) as store``: open, and close on the way out."""
+        ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
 
     async def enqueue(self, tasks: Sequence[Task]) -> None:
         """Store new tasks, all or none; a duplicate id raises InvalidTaskError."""
@@ -156,7 +162,7 @@ def _check_statuses(statuses: Collection[TaskStatus] | None) -> None:
 class BaseStore(abc.ABC):
     """Bookkeeping shared by every backend; subclasses implement the ``_`` methods."""
 
-    capabilities: ClassVar[Capability] = Capability.NONE
+    capabilities: Capability = Capability.NONE
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
     """Exceptions of the backend's driver that :meth:`translate` turns into ours."""
 

@@ -7,6 +7,7 @@ are tested without sleeping.
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -344,6 +345,10 @@ async def test_persistent_stores_keep_tasks_across_reopen(store_url: str, store:
         assert await reopened.get(task.id) == task
 
 
-async def test_url_never_shows_a_password(store: TaskStore) -> None:
-    assert "secret" not in store.url
-    assert ":***@" in store.url or "@" not in store.url
+async def test_url_never_shows_a_password(store_url: str, store: TaskStore) -> None:
+    password = urlsplit(store_url).password
+    if password:
+        assert password not in store.url
+        assert ":***@" in store.url
+    else:
+        assert store.url == store_url.split("?", 1)[0]
