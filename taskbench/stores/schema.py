@@ -63,6 +63,9 @@ tasks = Table(
     Column("result", _LongText),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
+    # Ids and lease owners compare byte for byte, as on every other backend
+    # (MariaDB's default collation would make "ABC" and "abc" the same task).
+    mysql_collate="utf8mb4_bin",
 )
 
 _queued = tasks.c.status == "queued"

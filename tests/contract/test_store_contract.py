@@ -297,6 +297,15 @@ async def test_bad_arguments_raise_config_error(store: TaskStore) -> None:
         await store.claim("", 1, lease_s=LEASE)
 
 
+async def test_ids_and_owners_are_case_sensitive(store: TaskStore) -> None:
+    await store.enqueue([make(id="abc", payload="lower"), make(id="ABC", payload="upper")])
+    upper = await store.get("ABC")
+    assert upper is not None and upper.payload == "upper"
+    claimed = await store.claim("w1", 2, lease_s=LEASE, now=T0)
+    impostors = [Lease(task_id=t.id, attempt=t.attempts, owner="W1") for t in claimed]
+    assert await store.finish([Outcome.succeeded(lease, None, now=T0) for lease in impostors]) == 0
+
+
 async def test_get_many_returns_the_existing_ones(store: TaskStore) -> None:
     tasks = [make(id=f"t{i}") for i in range(3)]
     await store.enqueue(tasks)
