@@ -44,6 +44,14 @@ class CoordinatorError(TaskbenchError):
     """The coordinator failed."""
 
 
+class CoordinatorUnavailableError(CoordinatorError, ConnectionError):
+    """The coordinator's server cannot be reached."""
+
+
+class SessionExpiredError(CoordinatorError):
+    """The coordinator's session expired on the server; a new one is being opened."""
+
+
 class ExecutorError(TaskbenchError):
     """The executor failed."""
 

@@ -46,7 +46,10 @@ def redact(url: str) -> str:
 
 
 def split_url(url: object) -> SplitResult:
-    """Split ``url``; raise ConfigError (with the URL redacted) if it is malformed."""
+    """Split ``url``; raise ConfigError (with the URL redacted) if it is malformed.
+
+    The location may list several ``host:port`` separated by commas (a cluster).
+    """
     if not isinstance(url, str) or "://" not in url:
         shown = redact(url) if isinstance(url, str) else repr(url)
         raise ConfigError(f"malformed URL {shown!r}: expected scheme://location[?option=value]")
@@ -55,7 +58,8 @@ def split_url(url: object) -> SplitResult:
         raise ConfigError(f"malformed URL {redact(url)!r}: bad scheme {scheme!r}")
     try:
         parts = urlsplit(url)
-        _ = parts.port  # validates the port
+        for endpoint in parts.netloc.rpartition("@")[2].split(","):
+            _ = urlsplit(f"//{endpoint}").port  # validates each host:port of a cluster URL
     except ValueError as exc:
         raise ConfigError(f"malformed URL {redact(url)!r}: {exc}") from None
     return parts
