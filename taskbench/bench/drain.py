@@ -1,0 +1,358 @@
+"""The drain benchmark: enqueue N tasks, execute them all, check every one.
+
+:func:`run_drain` opens a store, purges it, enqueues ``tasks`` tasks in
+batches (timed: ``enqueue_tps``), lets the chosen executor run until nothing
+is queued or running (timed: ``drain_tps = tasks / drain seconds``), then
+reads every id back with ``get_many`` and accounts for each one.
+
+The store is **purged first**: point the benchmark at a store of its own (a
+SQLite file, a PostgreSQL ``?schema=``, a Redis ``?prefix=``, a MySQL database).
+
+Design rules:
+
+* **Validate before anything starts.** :class:`DrainConfig` checks every
+  argument (and that the store URL resolves to a backend with its driver
+  installed) and raises :class:`~taskbench.errors.ConfigError`; the CLI
+  maps that to exit code 2.
+* **Account for every task.** ``succeeded + dead + lost == tasks``, where
+  lost is an id that is missing or not terminal after the drain;
+  ``duplicates`` are ids that the executor reported as succeeded more than
+  once; ``failed`` counts failed attempts (retried or dead-lettered).
+* **One measuring code path.** Every executor (ours and the two baselines
+  in :mod:`taskbench.bench.baselines`) reports to the same
+  :class:`~taskbench.bench.metrics.Recorder`, with the same retry policy.
+* **Never leak a password**: the result carries the store's redacted URL.
+* Progress bars (``tqdm.auto``) only when asked, and outside the timed
+  hot path: the drain bar is refreshed by a poller, not by each task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Awaitable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from taskbench.bench.baselines import drain_with_asyncio, drain_with_threads
+from taskbench.bench.metrics import Recorder
+from taskbench.bench.workloads import Workload, parse_workload
+from taskbench.errors import ConfigError
+from taskbench.executor import TaskExecutor
+from taskbench.model import RetryPolicy, Task, TaskStatus
+from taskbench.stores import STORES, TaskStore, open_store
+from taskbench.urls import options_for, redact
+
+ENQUEUE_BATCH = 1_000
+VERIFY_CHUNK = 1_000
+PROGRESS_REFRESH_S = 0.25
+
+BENCH_RETRY = RetryPolicy(base_delay=0.01, factor=2.0, max_delay=0.5)
+"""Short backoffs, so a ``flaky`` drain measures the executor, not the waiting."""
+
+
+class DrainFunction(Protocol):
+    """Run every task of ``store`` to the end with one kind of executor."""
+
+    def __call__(
+        self,
+        store: TaskStore,
+        workload: Workload,
+        *,
+        concurrency: int,
+        recorder: Recorder,
+        retry: RetryPolicy,
+    ) -> Awaitable[None]: ...
+
+
+async def drain_with_taskbench(
+    store: TaskStore,
+    workload: Workload,
+    *,
+    concurrency: int,
+    recorder: Recorder,
+    retry: RetryPolicy,
+) -> None:
+    """Our :class:`~taskbench.executor.TaskExecutor`, run until the store is idle."""
+    executor = TaskExecutor(store, concurrency=concurrency, retry=retry, metrics=recorder)
+    executor.register(workload.task_name, workload.handle)
+    await executor.run(until_idle=True)
+
+
+EXECUTORS: dict[str, DrainFunction] = {
+    "taskbench": drain_with_taskbench,
+    "asyncio": drain_with_asyncio,
+    "threads": drain_with_threads,
+}
+
+
+def check_positive(value: object, what: str) -> int:
+    """``value`` as a positive int, or ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_store_url(url: str) -> str:
+    """``url`` if it names a known backend (driver installed) with valid options."""
+    backend, parts = STORES.resolve(url)
+    options_for(backend, parts.query)
+    return url
+
+
+def check_executor(name: str) -> str:
+    if name not in EXECUTORS:
+        raise ConfigError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
+    return name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainConfig:
+    """One drain's parameters; make it with :meth:`create`, which checks them all."""
+
+    url: str
+    tasks: int
+    concurrency: int
+    workload: Workload
+    executor: str = "taskbench"
+
+    @classmethod
+    def create(
+        cls, url: str, *, tasks: int, concurrency: int, workload: str | Workload, executor: str
+    ) -> DrainConfig:
+        """Validate everything (raising ConfigError) before anything starts."""
+        return cls(
+            url=check_store_url(url),
+            tasks=check_positive(tasks, "tasks"),
+            concurrency=check_positive(concurrency, "concurrency"),
+            workload=parse_workload(workload),
+            executor=check_executor(executor),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Percentiles:
+    p50: float
+    p95: float
+    p99: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainResult:
+    """What one drain measured; :meth:`to_json_dict` is its published form."""
+
+    store: str
+    workload: str
+    executor: str
+    tasks: int
+    concurrency: int
+    enqueue_s: float
+    drain_s: float
+    drain_cpu_s: float
+    enqueue_tps: float
+    drain_tps: float
+    latency_ms: Percentiles
+    service_ms: Percentiles
+    succeeded: int
+    failed: int
+    dead: int
+    lost: int
+    duplicates: int
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Plain JSON types only.
+
+        ``latency_ms`` is enqueue -> finish of each task, ``service_ms`` start ->
+        finish of each attempt; ``drain_cpu_s`` is this process's CPU time during
+        the drain (all threads): beside ``drain_s`` it tells the executor's own
+        cost apart from a busy machine. ``max_rss_mb`` is the process's peak.
+        """
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The state of every enqueued id after the drain."""
+
+    succeeded: int
+    dead: int
+    lost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Wall-clock seconds and this process's CPU seconds (all threads) of one step."""
+
+    wall_s: float
+    cpu_s: float
+
+
+async def _timed(coro: Awaitable[Any]) -> Span:
+    wall, cpu = time.perf_counter(), time.process_time()
+    await coro
+    return Span(time.perf_counter() - wall, time.process_time() - cpu)
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int, description: str) -> Iterator[Any]:
+    """A tqdm.auto bar, or None when progress is off."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=description, unit="task", leave=False) as bar:
+        yield bar
+
+
+def _new_batch(workload: Workload, size: int) -> list[Task]:
+    now = time.time()
+    return [Task.new(workload.task_name, now=now) for _ in range(size)]
+
+
+async def _enqueue_all(
+    store: TaskStore, config: DrainConfig, progress: bool
+) -> tuple[list[str], float]:
+    """Enqueue ``config.tasks`` tasks; the ids, and the seconds spent in ``enqueue``."""
+    ids: list[str] = []
+    seconds = 0.0
+    with _progress_bar(progress, config.tasks, "enqueue") as bar:
+        for start in range(0, config.tasks, ENQUEUE_BATCH):
+            batch = _new_batch(config.workload, min(ENQUEUE_BATCH, config.tasks - start))
+            seconds += (await _timed(store.enqueue(batch))).wall_s
+            ids.extend(task.id for task in batch)
+            if bar is not None:
+                bar.update(len(batch))
+    return ids, seconds
+
+
+async def _follow(recorder: Recorder, bar: Any, total: int) -> None:
+    """Move ``bar`` to the number of finished tasks until cancelled."""
+    while True:
+        bar.update(min(recorder.finished, total) - bar.n)
+        await asyncio.sleep(PROGRESS_REFRESH_S)
+
+
+async def _execute(
+    store: TaskStore, config: DrainConfig, recorder: Recorder, progress: bool
+) -> Span:
+    """Run the chosen executor until the store is idle; the time it took."""
+    drain = EXECUTORS[config.executor](
+        store,
+        config.workload,
+        concurrency=config.concurrency,
+        recorder=recorder,
+        retry=BENCH_RETRY,
+    )
+    with _progress_bar(progress, config.tasks, f"drain ({config.executor})") as bar:
+        follower = (
+            None if bar is None else asyncio.create_task(_follow(recorder, bar, config.tasks))
+        )
+        try:
+            return await _timed(drain)
+        finally:
+            if follower is not None:
+                follower.cancel()
+
+
+def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+async def _verify(store: TaskStore, ids: Sequence[str]) -> Verification:
+    """Read every id back: succeeded, dead, or lost (missing or not terminal)."""
+    statuses: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
+    for chunk in _chunks(ids, VERIFY_CHUNK):
+        for task in await store.get_many(chunk):
+            statuses[task.status] += 1
+    succeeded, dead = statuses[TaskStatus.SUCCEEDED], statuses[TaskStatus.DEAD]
+    return Verification(succeeded=succeeded, dead=dead, lost=len(ids) - succeeded - dead)
+
+
+def _max_rss_mb() -> float:
+    """This process's peak resident set so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _percentiles(values: dict[str, float]) -> Percentiles:
+    return Percentiles(p50=values["p50"], p95=values["p95"], p99=values["p99"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Timings:
+    enqueue_s: float
+    drain_s: float
+    drain_cpu_s: float
+    wall_s: float
+    cpu_s: float
+
+
+def _result(
+    config: DrainConfig,
+    timings: _Timings,
+    recorder: Recorder,
+    checked: Verification,
+) -> DrainResult:
+    return DrainResult(
+        store=redact(config.url),
+        workload=config.workload.spec,
+        executor=config.executor,
+        tasks=config.tasks,
+        concurrency=config.concurrency,
+        enqueue_s=timings.enqueue_s,
+        drain_s=timings.drain_s,
+        drain_cpu_s=timings.drain_cpu_s,
+        enqueue_tps=config.tasks / timings.enqueue_s if timings.enqueue_s else 0.0,
+        drain_tps=config.tasks / timings.drain_s if timings.drain_s else 0.0,
+        latency_ms=_percentiles(recorder.latency.percentiles_ms()),
+        service_ms=_percentiles(recorder.service.percentiles_ms()),
+        succeeded=checked.succeeded,
+        failed=recorder.failed,
+        dead=checked.dead,
+        lost=checked.lost,
+        duplicates=recorder.duplicates,
+        wall_s=timings.wall_s,
+        cpu_s=timings.cpu_s,
+        max_rss_mb=_max_rss_mb(),
+    )
+
+
+async def drain(config: DrainConfig, *, progress: bool = False) -> DrainResult:
+    """Run one validated drain (see the module docstring)."""
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    recorder = Recorder()
+    store = open_store(config.url)
+    await store.open()
+    try:
+        await store.purge()
+        ids, enqueue_s = await _enqueue_all(store, config, progress)
+        drained = await _execute(store, config, recorder, progress)
+        checked = await _verify(store, ids)
+    finally:
+        await store.close()
+    wall_s, cpu_s = time.perf_counter() - wall_start, time.process_time() - cpu_start
+    return _result(
+        config, _Timings(enqueue_s, drained.wall_s, drained.cpu_s, wall_s, cpu_s), recorder, checked
+    )
+
+
+async def run_drain(
+    url: str,
+    *,
+    tasks: int,
+    concurrency: int,
+    workload: str | Workload,
+    executor: str = "taskbench",
+    progress: bool = False,
+) -> DrainResult:
+    """Validate the arguments (ConfigError), then drain ``tasks`` tasks through ``url``."""
+    config = DrainConfig.create(
+        url, tasks=tasks, concurrency=concurrency, workload=workload, executor=executor
+    )
+    return await drain(config, progress=progress)
