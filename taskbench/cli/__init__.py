@@ -1,0 +1,105 @@
+"""The ``taskbench`` command: one subcommand per job, each with its own ``--help``.
+
+    taskbench bench --store URL --tasks N --concurrency C --workload SPEC
+                    [--executor taskbench|asyncio|threads] [--json]
+    taskbench backlog --store URL --backlog N [--samples S] [--json]
+    taskbench peers [--peers huey-fsync,pgqueuer,...] [--tasks N] [--concurrency C]
+
+Design rules:
+
+* **Subcommands are a table.** :data:`SUBCOMMANDS` maps a name to a
+  :class:`Subcommand`: a function that adds its arguments to a parser and a
+  function that runs it and returns the exit code. The functions live in one
+  module per group (``bench.py``: bench, backlog, peers); adding a
+  subcommand is one entry here and two functions there.
+* **Validate before anything starts.** Arguments are checked while they are
+  parsed (argparse ``type=`` functions that call the library's own checks),
+  so a bad value prints the :class:`~taskbench.errors.TaskbenchError`
+  message on stderr and exits 2 before any store is opened.
+* **Exit codes**: 0 done, 1 a TaskbenchError at run time, 2 bad usage,
+  130 interrupted. Never a traceback for an error of ours.
+* **stdout is for results.** ``--json`` prints exactly one JSON object and
+  nothing else; progress bars go to stderr, and only when stdout is a TTY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from taskbench.cli import bench
+from taskbench.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, LOG_LEVELS
+from taskbench.errors import TaskbenchError
+
+# -- the table of subcommands ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """How to add a subcommand's arguments to its parser, and how to run it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "bench": Subcommand(
+        help="enqueue N tasks into a store, drain them with an executor, report the figures",
+        configure=bench.configure_bench,
+        run=bench.run_bench,
+    ),
+    "backlog": Subcommand(
+        help="fill a store with a backlog and time its claim round trip",
+        configure=bench.configure_backlog,
+        run=bench.run_backlog,
+    ),
+    "peers": Subcommand(
+        help="drain the same workload through huey, pgqueuer, arq and saq and through ours",
+        configure=bench.configure_peers,
+        run=bench.run_peers,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskbench", description="A task executor, task stores and their benchmarks."
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more on stderr: -v warnings (e.g. dead letters), -vv info, -vvv debug",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, subcommand in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=subcommand.help, description=subcommand.help)
+        subcommand.configure(sub)
+        sub.set_defaults(run=subcommand.run)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"taskbench: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (exit 2 on bad usage), run the subcommand, return its exit code."""
+    args = build_parser().parse_args(argv)
+    level = LOG_LEVELS[min(args.verbose, len(LOG_LEVELS) - 1)]
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except TaskbenchError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)

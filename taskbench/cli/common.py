@@ -1,0 +1,46 @@
+"""What every subcommand module shares: exit codes and argparse converters.
+
+An argparse ``type=`` built with :func:`argument` runs one of the library's
+own checks and turns its TaskbenchError into a usage error (exit 2), so bad
+input is refused with our message before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from taskbench.bench.drain import check_positive
+from taskbench.errors import TaskbenchError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+LOG_LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+"""The log level for no ``-v``, ``-v``, ``-vv``, ``-vvv`` (logs go to stderr)."""
+
+T = TypeVar("T")
+
+
+def argument(check: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type=`` that reports a TaskbenchError as a usage error (exit 2)."""
+
+    def convert(raw: str) -> T:
+        try:
+            return check(raw)
+        except TaskbenchError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    return check_positive(value, "the value")
