@@ -7,11 +7,12 @@
 
 Design rules:
 
-* **Subcommands are a table.** :data:`SUBCOMMANDS` maps a name to a
-  :class:`Subcommand`: a function that adds its arguments to a parser and a
-  function that runs it and returns the exit code. The functions live in one
-  module per group (``bench.py``: bench, backlog, peers); adding a
-  subcommand is one entry here and two functions there.
+* **Subcommands are tables.** Each module of :data:`GROUPS` (``bench.py``:
+  bench, backlog, peers; ``results.py``; ``distributed.py``: worker, cluster,
+  failover; ``faults.py``; ``study.py``) has a ``COMMANDS`` table mapping a
+  name to a :class:`~taskbench.cli.common.Subcommand`: a function that adds
+  its arguments to a parser and a function that runs it and returns the exit
+  code. Adding a subcommand is one entry and two functions in its module.
 * **Validate before anything starts.** Arguments are checked while they are
   parsed (argparse ``type=`` functions that call the library's own checks),
   so a bad value prints the :class:`~taskbench.errors.TaskbenchError`
@@ -28,40 +29,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from taskbench.cli import bench
-from taskbench.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, LOG_LEVELS
+from taskbench.cli import bench, distributed, faults, results, study
+from taskbench.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, LOG_LEVELS, Subcommand
 from taskbench.errors import TaskbenchError
 
 # -- the table of subcommands ---------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class Subcommand:
-    """How to add a subcommand's arguments to its parser, and how to run it."""
-
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
+GROUPS = (bench, results, distributed, faults, study)
+"""The modules that define subcommands, each in a ``COMMANDS`` table, in help order."""
 
 SUBCOMMANDS: dict[str, Subcommand] = {
-    "bench": Subcommand(
-        help="enqueue N tasks into a store, drain them with an executor, report the figures",
-        configure=bench.configure_bench,
-        run=bench.run_bench,
-    ),
-    "backlog": Subcommand(
-        help="fill a store with a backlog and time its claim round trip",
-        configure=bench.configure_backlog,
-        run=bench.run_backlog,
-    ),
-    "peers": Subcommand(
-        help="drain the same workload through huey, pgqueuer, arq and saq and through ours",
-        configure=bench.configure_peers,
-        run=bench.run_peers,
-    ),
+    name: command for group in GROUPS for name, command in group.COMMANDS.items()
 }
 
 

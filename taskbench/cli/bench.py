@@ -11,7 +11,7 @@ import sys
 
 from taskbench.bench.drain import EXECUTORS, DrainConfig, DrainResult, check_store_url, drain
 from taskbench.bench.workloads import ACCEPTED_FORMS, Workload, parse_workload
-from taskbench.cli.common import EXIT_OK, argument, positive_int
+from taskbench.cli.common import EXIT_OK, Subcommand, argument, positive_int
 from taskbench.urls import redact
 
 
@@ -179,3 +179,22 @@ def run_peers(args: argparse.Namespace) -> int:
     )
     print(format_table(results))
     return EXIT_OK
+
+
+COMMANDS = {
+    "bench": Subcommand(
+        help="enqueue N tasks into a store, drain them with an executor, report the figures",
+        configure=configure_bench,
+        run=run_bench,
+    ),
+    "backlog": Subcommand(
+        help="fill a store with a backlog and time its claim round trip",
+        configure=configure_backlog,
+        run=run_backlog,
+    ),
+    "peers": Subcommand(
+        help="drain the same workload through huey, pgqueuer, arq and saq and through ours",
+        configure=configure_peers,
+        run=run_peers,
+    ),
+}

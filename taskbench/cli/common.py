@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from taskbench.bench.drain import check_positive
@@ -44,3 +45,12 @@ def positive_int(raw: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
     return check_positive(value, "the value")
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """How to add a subcommand's arguments to its parser, and how to run it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
