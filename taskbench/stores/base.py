@@ -12,7 +12,26 @@ Design rules (every backend follows them; the contract suite in
   owner). Anything else is refused, not applied, and not counted.
 * **Nothing lost.** ``requeue_expired`` puts running tasks whose lease has
   expired back in the queue (or, after their last attempt, in the dead
-  letters); ``release`` hands a claimed task back without spending an attempt.
+  letters); ``requeue_abandoned`` does the same for running tasks whose owner
+  is not among the live workers (it died before its lease ran out);
+  ``release`` hands a claimed task back without spending an attempt.
+* **Fencing.** Requeuing is a leader's duty in a distributed executor, and a
+  leader can be deposed without knowing it (a pause, a partition). So
+  ``requeue_expired`` and ``requeue_abandoned`` take an ``epoch``: with one,
+  the store checks its fence in the same atomic step as the write (one
+  transaction, one Lua script, one synchronous memory step). An epoch older
+  than the newest the store has seen raises :class:`StaleEpochError` naming
+  both and changes nothing; any other epoch becomes the newest seen, and the
+  write applies. ``epoch=None`` writes unfenced, as a single-node executor
+  does. ``issue_epoch`` hands out epochs above every epoch the store issued
+  *or* saw; epochs made elsewhere (etcd's create revisions) are accepted as
+  they come, so one fence serves both coordinators. The issued and the seen
+  epoch share one record per store (SQL: a row of ``taskbench_fences``;
+  Redis: a hash under the prefix; memory: two attributes). An epoch is an
+  int from 0 to ``MAX_EPOCH``.
+* **No promotion step.** A scheduled task needs no leader to "promote" it when
+  it falls due: ``claim`` reads ``run_at`` directly, so a task becomes
+  claimable the moment its ``run_at`` passes.
 * **Batches.** Every write takes a sequence, so a backend can do it in one
   round trip.
 * **Errors.** A backend translates its driver's exceptions into
@@ -34,9 +53,23 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
-from taskbench.errors import ConfigError, InvalidTaskError, StoreError, TaskbenchError
+from taskbench.errors import (
+    ConfigError,
+    InvalidTaskError,
+    StaleEpochError,
+    StoreError,
+    TaskbenchError,
+)
 from taskbench.model import Lease, Outcome, Task, TaskStatus, validate_new_task
 from taskbench.urls import redact
+
+MAX_EPOCH = 2**53 - 1
+"""The largest epoch: every epoch up to it is exact in a double, so Redis's Lua
+compares epochs as numbers without rounding (and SQL stores them as BIGINT)."""
+
+# How a lost lease ends its task's last_error: "lease of attempt N held by W <reason>".
+EXPIRED = "expired"
+ABANDONED = "abandoned (worker not live)"
 
 
 class Capability(enum.Flag):
@@ -103,8 +136,30 @@ class TaskStore(Protocol):
         """Requeue held tasks without spending their attempt; returns how many."""
         ...
 
-    async def requeue_expired(self, *, now: float | None = None) -> int:
-        """Requeue (or dead-letter, after the last attempt) expired leases."""
+    async def issue_epoch(self) -> int:
+        """A new epoch, strictly greater than every epoch this store issued before
+        (across processes/hosts), and than every epoch it has seen."""
+        ...
+
+    async def requeue_expired(self, *, now: float | None = None, epoch: int | None = None) -> int:
+        """Requeue (or dead-letter, after the last attempt) expired leases.
+
+        With ``epoch``, fenced: StaleEpochError, and nothing changed, if it is older
+        than the newest epoch seen. ``epoch=None`` keeps the unfenced behaviour of
+        single-node executors.
+        """
+        ...
+
+    async def requeue_abandoned(
+        self,
+        live_workers: Collection[str],
+        *,
+        epoch: int | None = None,
+        now: float | None = None,
+    ) -> int:
+        """Requeue running tasks whose lease owner is not in live_workers (their worker died):
+        same rules as an expired lease (back to queued with last_error, or dead after the
+        last attempt). Fenced by ``epoch`` as :meth:`requeue_expired` is."""
         ...
 
     async def get_many(self, ids: Sequence[str]) -> list[Task]:
@@ -152,6 +207,35 @@ def _check_outcome(outcome: Outcome) -> None:
         raise ConfigError(f"an outcome cannot leave task {outcome.lease.task_id!r} running")
     if outcome.status is TaskStatus.QUEUED and outcome.run_at is None:
         raise ConfigError(f"a retry of task {outcome.lease.task_id!r} needs a run_at")
+
+
+def _check_epoch(epoch: object) -> None:
+    if epoch is None:
+        return
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
+        raise ConfigError(f"epoch must be an int from 0 to {MAX_EPOCH} or None, got {epoch!r}")
+
+
+def _live_workers(workers: object) -> list[str]:
+    """The live workers' names, checked, without duplicates."""
+    if isinstance(workers, str | bytes) or not isinstance(workers, Collection):
+        raise ConfigError(f"live_workers must be a collection of worker names, got {workers!r}")
+    for worker in workers:
+        _check_worker(worker)
+    return sorted(set(workers))
+
+
+def stale_epoch(epoch: int, seen: int) -> StaleEpochError:
+    """The error for a write fenced off: ``epoch`` is older than ``seen``."""
+    return StaleEpochError(
+        f"stale epoch {epoch}: the store has seen epoch {seen}, so a newer leader has "
+        "taken over; the write was refused and nothing was changed"
+    )
+
+
+def lost_lease_error(attempt: int, owner: str | None, reason: str) -> str:
+    """The ``last_error`` of a task whose lease was lost (the SQL and Lua build the same)."""
+    return f"lease of attempt {attempt} held by {owner} {reason}"
 
 
 def _check_statuses(statuses: Collection[TaskStatus] | None) -> None:
@@ -255,8 +339,29 @@ class BaseStore(abc.ABC):
         self._work.set()
         return released
 
-    async def requeue_expired(self, *, now: float | None = None) -> int:
-        count: int = await self._call(self._requeue_expired(time.time() if now is None else now))
+    async def issue_epoch(self) -> int:
+        epoch: int = await self._call(self._issue_epoch())
+        return epoch
+
+    async def requeue_expired(self, *, now: float | None = None, epoch: int | None = None) -> int:
+        _check_epoch(epoch)
+        clock = time.time() if now is None else now
+        count: int = await self._call(self._requeue_expired(clock, epoch))
+        if count:
+            self._work.set()
+        return count
+
+    async def requeue_abandoned(
+        self,
+        live_workers: Collection[str],
+        *,
+        epoch: int | None = None,
+        now: float | None = None,
+    ) -> int:
+        live = _live_workers(live_workers)
+        _check_epoch(epoch)
+        clock = time.time() if now is None else now
+        count: int = await self._call(self._requeue_abandoned(live, clock, epoch))
         if count:
             self._work.set()
         return count
@@ -328,7 +433,15 @@ class BaseStore(abc.ABC):
     async def _release(self, leases: Sequence[Lease]) -> int: ...
 
     @abc.abstractmethod
-    async def _requeue_expired(self, now: float) -> int: ...
+    async def _issue_epoch(self) -> int: ...
+
+    @abc.abstractmethod
+    async def _requeue_expired(self, now: float, epoch: int | None) -> int:
+        """Fenced by ``epoch`` (unless None) in the same atomic step as the write."""
+
+    @abc.abstractmethod
+    async def _requeue_abandoned(self, live: list[str], now: float, epoch: int | None) -> int:
+        """Fenced by ``epoch`` (unless None) in the same atomic step as the write."""
 
     @abc.abstractmethod
     async def _get_many(self, ids: list[str]) -> list[Task]: ...

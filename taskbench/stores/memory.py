@@ -7,7 +7,9 @@ entries are never removed in place: an entry whose task has since changed
 (claimed, purged, re-enqueued) is recognised as stale and skipped when popped.
 
 Each call runs to completion without awaiting, so on one event loop every
-call is atomic. Nothing survives the process.
+call is atomic: the fence (two attributes, the newest epoch issued and the
+newest seen) is checked and moved in the same synchronous step as the write
+it guards. Nothing survives the process.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from dataclasses import replace
 
 from taskbench.errors import InvalidTaskError
 from taskbench.model import Lease, Outcome, Task, TaskStatus
-from taskbench.stores.base import BaseStore, Capability
+from taskbench.stores.base import (
+    ABANDONED,
+    EXPIRED,
+    BaseStore,
+    Capability,
+    lost_lease_error,
+    stale_epoch,
+)
 
 _WaitingEntry = tuple[float, int, str]  # run_at, seq, id
 _ReadyEntry = tuple[int, float, int, str]  # -priority, run_at, seq, id
@@ -38,6 +47,8 @@ class MemoryStore(BaseStore):
         self._waiting: list[_WaitingEntry] = []
         self._ready: list[_ReadyEntry] = []
         self._running: set[str] = set()
+        self._issued = 0
+        self._seen = 0
 
     async def _open(self) -> None:
         return None
@@ -144,13 +155,35 @@ class MemoryStore(BaseStore):
                 released += 1
         return released
 
-    async def _requeue_expired(self, now: float) -> int:
-        expired = [
-            self._tasks[i] for i in self._running if (self._tasks[i].lease_expires_at or 0.0) < now
-        ]
-        for task in expired:
-            self._set(_expired(task, now))
-        return len(expired)
+    def _pass_fence(self, epoch: int | None) -> None:
+        """Refuse an epoch older than the newest seen, or make it the newest."""
+        if epoch is None:
+            return
+        if epoch < self._seen:
+            raise stale_epoch(epoch, self._seen)
+        self._seen = epoch
+
+    async def _issue_epoch(self) -> int:
+        self._issued = max(self._issued, self._seen) + 1
+        return self._issued
+
+    def _lose_leases(self, lost: list[Task], now: float, reason: str) -> int:
+        for task in lost:
+            self._set(_lease_lost(task, now, reason))
+        return len(lost)
+
+    async def _requeue_expired(self, now: float, epoch: int | None) -> int:
+        self._pass_fence(epoch)
+        running = [self._tasks[i] for i in self._running]
+        expired = [t for t in running if (t.lease_expires_at or 0.0) < now]
+        return self._lose_leases(expired, now, EXPIRED)
+
+    async def _requeue_abandoned(self, live: list[str], now: float, epoch: int | None) -> int:
+        self._pass_fence(epoch)
+        alive = set(live)
+        running = [self._tasks[i] for i in self._running]
+        abandoned = [t for t in running if t.lease_owner not in alive]
+        return self._lose_leases(abandoned, now, ABANDONED)
 
     async def _get_many(self, ids: list[str]) -> list[Task]:
         return [self._tasks[i] for i in ids if i in self._tasks]
@@ -194,9 +227,10 @@ def _requeued(task: Task, *, attempts: int, run_at: float) -> Task:
     )
 
 
-def _expired(task: Task, now: float) -> Task:
-    """A running task whose lease ran out: back in the queue, or dead after its last try."""
-    error = f"lease of attempt {task.attempts} held by {task.lease_owner} expired"
+def _lease_lost(task: Task, now: float, reason: str) -> Task:
+    """A running task whose lease is lost (expired, abandoned): back in the queue,
+    or dead after its last try."""
+    error = lost_lease_error(task.attempts, task.lease_owner, reason)
     if task.attempts >= task.max_attempts:
         return replace(
             task,

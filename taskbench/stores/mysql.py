@@ -30,6 +30,10 @@ Design rules:
 * **Errors are ours.** PyMySQL and socket errors become :mod:`taskbench.errors`
   (unreachable server -> StoreUnavailableError, wrong credentials or database
   -> ConfigError) with the URL redacted; a password never reaches a message.
+* **Fenced writes are one transaction.** With an epoch, a requeue first
+  moves the fence row (``UPDATE ... WHERE seen <= epoch``, which keeps the
+  row locked until commit) and then makes its change; a refused epoch rolls
+  the transaction back with StaleEpochError.
 * **One schema.** The DDL is ``schema.create_statements("mysql")``; MySQL,
   which has no ``CREATE INDEX IF NOT EXISTS``, runs it without the clause
   and takes "duplicate key name" (1061) as "already there".
@@ -58,8 +62,8 @@ from taskbench.errors import (
     TaskbenchError,
 )
 from taskbench.model import Lease, Outcome, Task, TaskPriority, TaskStatus
-from taskbench.stores.base import BaseStore, Capability
-from taskbench.stores.schema import TASKS_TABLE, create_statements
+from taskbench.stores.base import ABANDONED, EXPIRED, BaseStore, Capability, stale_epoch
+from taskbench.stores.schema import FENCE, TABLES, TASKS_TABLE, create_statements
 from taskbench.urls import split_url
 
 try:
@@ -151,16 +155,30 @@ RELEASE_LEASE = (
 
 # MySQL assigns left to right, each assignment seeing the ones before it:
 # last_error reads lease_owner before it is cleared, status changes last.
-REQUEUE_EXPIRED = (
+# Parameters: the reason (base.EXPIRED or base.ABANDONED), now, now, then the
+# condition's (see _lose_leases).
+_LOSE_LEASES = (
     "UPDATE taskbench_tasks FORCE INDEX (ix_taskbench_tasks_lease) SET"
     " last_error = CONCAT('lease of attempt ', attempts, ' held by ',"
-    " IFNULL(lease_owner, 'None'), ' expired'),"
+    " IFNULL(lease_owner, 'None'), ' ', %s),"
     " finished_at = IF(attempts >= max_attempts, %s, NULL),"
     " run_at = IF(attempts >= max_attempts, run_at, %s),"
     " status = IF(attempts >= max_attempts, 'dead', 'queued'),"
     " lease_owner = NULL, lease_expires_at = NULL"
-    " WHERE status = 'running' AND lease_expires_at < %s"
+    " WHERE status = 'running'"
 )
+REQUEUE_EXPIRED = _LOSE_LEASES + " AND lease_expires_at < %s"
+REQUEUE_ABANDONED = _LOSE_LEASES + " AND lease_owner NOT IN %s"
+REQUEUE_ALL_RUNNING = _LOSE_LEASES
+"""REQUEUE_ABANDONED when no worker is live (``IN ()`` is not valid SQL)."""
+
+# With CLIENT.FOUND_ROWS the count is 1 when the fence moved (or stayed), 0 when
+# it refused the epoch. Under READ COMMITTED the UPDATE waits for a concurrent
+# fenced write's row lock, then re-reads the committed row before deciding.
+ADVANCE_FENCE = "UPDATE taskbench_fences SET seen = %s WHERE name = %s AND seen <= %s"
+READ_FENCE = "SELECT seen FROM taskbench_fences WHERE name = %s"
+ISSUE_EPOCH = "UPDATE taskbench_fences SET issued = GREATEST(issued, seen) + 1 WHERE name = %s"
+READ_ISSUED = "SELECT issued FROM taskbench_fences WHERE name = %s"
 
 SELECT_BY_IDS = f"SELECT {_COLUMNS} FROM taskbench_tasks WHERE id IN %s"
 
@@ -182,6 +200,12 @@ PURGE_ALL = "DELETE FROM taskbench_tasks"
 PURGE_STATUSES = "DELETE FROM taskbench_tasks WHERE status IN %s"
 
 ANY_DUE = "SELECT 1 FROM taskbench_tasks WHERE status = 'queued' AND run_at <= %s LIMIT 1"
+
+TABLE_COLUMNS = (
+    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS"
+    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN %s"
+    " ORDER BY TABLE_NAME, ORDINAL_POSITION"
+)
 
 LIST_INDEXES = (
     "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
@@ -447,6 +471,14 @@ class MySQLStore(BaseStore):
             found[index_name] = (*found.get(index_name, ()), column)
         return found
 
+    async def tables(self) -> dict[str, tuple[str, ...]]:
+        """Table name -> its columns in order, from the catalog (the declared tables only)."""
+        rows: list[Row] = await self._call(self._run(_read_tables))
+        found: dict[str, tuple[str, ...]] = {}
+        for table, column in rows:
+            found[table] = (*found.get(table, ()), column)
+        return found
+
     async def wait_for_work(self, timeout: float) -> None:
         """Wake on this store's own writes at once, on other processes' within a poll."""
         loop = asyncio.get_running_loop()
@@ -499,8 +531,17 @@ class MySQLStore(BaseStore):
         rows = [_held(lease) for lease in leases]
         return await self._run(lambda cursor: _update_each(cursor, RELEASE_LEASE, rows))
 
-    async def _requeue_expired(self, now: float) -> int:
-        return await self._run(lambda cursor: _execute(cursor, REQUEUE_EXPIRED, (now, now, now)))
+    async def _issue_epoch(self) -> int:
+        return await self._run(_issue_epoch)
+
+    async def _requeue_expired(self, now: float, epoch: int | None) -> int:
+        return await self._run(_fenced(epoch, REQUEUE_EXPIRED, (EXPIRED, now, now, now)))
+
+    async def _requeue_abandoned(self, live: list[str], now: float, epoch: int | None) -> int:
+        if not live:
+            return await self._run(_fenced(epoch, REQUEUE_ALL_RUNNING, (ABANDONED, now, now)))
+        params = (ABANDONED, now, now, live)
+        return await self._run(_fenced(epoch, REQUEUE_ABANDONED, params))
 
     async def _get_many(self, ids: list[str]) -> list[Task]:
         return await self._run(lambda cursor: _select_tasks(cursor, SELECT_BY_IDS, (ids,)))
@@ -551,6 +592,38 @@ def _update_each(cursor: Cursor, sql: str, rows: list[Row]) -> int:
 def _first_existing(cursor: Cursor, tasks: Sequence[Task]) -> str:
     rows = _fetch(cursor, FIRST_EXISTING_ID, ([task.id for task in tasks],))
     return str(rows[0][0]) if rows else "(another writer's, since removed)"
+
+
+def _fence_value(rows: list[Row]) -> int:
+    if not rows:
+        raise StoreError("the fence row is missing from taskbench_fences; reopen the store")
+    return int(rows[0][0])
+
+
+def _pass_fence(cursor: Cursor, epoch: int | None) -> None:
+    """Refuse an epoch older than the fence, or move the fence (in the caller's transaction)."""
+    if epoch is None or _execute(cursor, ADVANCE_FENCE, (epoch, FENCE, epoch)):
+        return
+    raise stale_epoch(epoch, _fence_value(_fetch(cursor, READ_FENCE, (FENCE,))))
+
+
+def _fenced(epoch: int | None, sql: str, params: Sequence[Any]) -> Callable[[Cursor], int]:
+    """The work of a fenced write: the fence check and ``sql``, in one transaction."""
+
+    def work(cursor: Cursor) -> int:
+        _pass_fence(cursor, epoch)
+        return _execute(cursor, sql, params)
+
+    return work
+
+
+def _issue_epoch(cursor: Cursor) -> int:
+    _execute(cursor, ISSUE_EPOCH, (FENCE,))
+    return _fence_value(_fetch(cursor, READ_ISSUED, (FENCE,)))
+
+
+def _read_tables(cursor: Cursor) -> list[Row]:
+    return _fetch(cursor, TABLE_COLUMNS, (list(TABLES),))
 
 
 def _any_due(cursor: Cursor) -> bool:

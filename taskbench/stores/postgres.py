@@ -16,6 +16,10 @@ Design rules:
   autovacuum analyses it, so every query is written (and the connections are
   set, see ``PLANNER_SETTINGS``) so that its cost follows the batch, not the
   backlog: claims walk the claim index, lease writes look rows up by id.
+* **Fenced writes are one transaction.** With an epoch, a requeue first moves
+  the fence row (``UPDATE ... WHERE seen <= epoch``, which locks it until
+  commit), then runs its statement; a refused epoch rolls both back. Fenced
+  writes queue on that one row lock, which is fine for a leader's duties.
 * **Wake-ups ride in the write.** A write that makes work due (enqueue, a due
   retry, release, requeue) calls ``pg_notify`` on the store's channel inside
   the same statement, at most once per batch; a NOTIFY is delivered only if
@@ -52,8 +56,8 @@ from taskbench.errors import (
     TaskbenchError,
 )
 from taskbench.model import Lease, Outcome, Task, TaskPriority, TaskStatus
-from taskbench.stores.base import BaseStore, Capability
-from taskbench.stores.schema import create_statements
+from taskbench.stores.base import ABANDONED, EXPIRED, BaseStore, Capability, stale_epoch
+from taskbench.stores.schema import FENCE, TABLES, create_statements
 
 try:
     import asyncpg
@@ -158,21 +162,39 @@ WITH released AS (
 SELECT (SELECT count(*) FROM released) AS changed, (SELECT count(*) FROM wake) AS woken
 """
 
-REQUEUE_EXPIRED = """
-WITH expired AS (
+# $1 now, $2 the channel, $3 the reason (base.EXPIRED or base.ABANDONED); {lost} is
+# the condition, beside status = 'running', that picks the leases lost.
+_LOSE_LEASES = """
+WITH lost AS (
     UPDATE taskbench_tasks
     SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-        finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END,
-        run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $1 END,
+        finished_at = CASE WHEN attempts >= max_attempts THEN $1::float8 ELSE NULL END,
+        run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $1::float8 END,
         last_error = 'lease of attempt ' || attempts || ' held by '
-                     || coalesce(lease_owner, 'None') || ' expired',
+                     || coalesce(lease_owner, 'None') || ' ' || $3::text,
         lease_owner = NULL, lease_expires_at = NULL
-    WHERE status = 'running' AND lease_expires_at < $1
+    WHERE status = 'running' AND {lost}
     RETURNING status
 ), wake AS (
-    SELECT pg_notify($2, '') FROM expired WHERE status = 'queued' LIMIT 1
+    SELECT pg_notify($2, '') FROM lost WHERE status = 'queued' LIMIT 1
 )
-SELECT (SELECT count(*) FROM expired) AS changed, (SELECT count(*) FROM wake) AS woken
+SELECT (SELECT count(*) FROM lost) AS changed, (SELECT count(*) FROM wake) AS woken
+"""
+
+REQUEUE_EXPIRED = _LOSE_LEASES.format(lost="lease_expires_at < $1")
+
+# $4 the live workers' names
+REQUEUE_ABANDONED = _LOSE_LEASES.format(lost="lease_owner <> ALL($4::text[])")
+
+# $1 the fence's name, $2 the epoch. The UPDATE waits for the row lock of a
+# concurrent fenced write and then re-reads the row, so the check sees the newest
+# committed fence, and holds the lock until this write commits.
+ADVANCE_FENCE = "UPDATE taskbench_fences SET seen = $2 WHERE name = $1 AND seen <= $2 RETURNING 1"
+
+READ_FENCE = "SELECT seen FROM taskbench_fences WHERE name = $1"
+
+ISSUE_EPOCH = """
+UPDATE taskbench_fences SET issued = greatest(issued, seen) + 1 WHERE name = $1 RETURNING issued
 """
 
 GET_MANY = f"SELECT {TASK_COLUMNS} FROM taskbench_tasks WHERE id = ANY($1::text[])"
@@ -214,6 +236,14 @@ JOIN pg_catalog.pg_attribute AS attribute
 WHERE table_class.relname = 'taskbench_tasks' AND namespace.nspname = $1
   AND NOT ix.indisprimary
 GROUP BY index_class.relname
+"""
+
+TABLE_COLUMNS = """
+SELECT table_name::text AS name,
+       array_agg(column_name::text ORDER BY ordinal_position) AS columns
+FROM information_schema.columns
+WHERE table_schema = $1 AND table_name = ANY($2::text[])
+GROUP BY table_name
 """
 
 PLANNER_SETTINGS = {"enable_bitmapscan": "off"}
@@ -328,6 +358,12 @@ def _task(row: Any) -> Task:
         last_error=row["last_error"],
         result_json=row["result"],
     )
+
+
+def _fence_value(value: int | None) -> int:
+    if value is None:
+        raise StoreError("the fence row is missing from taskbench_fences; reopen the store")
+    return value
 
 
 def _lease_columns(leases: Sequence[Lease]) -> tuple[list[str], list[int], list[str]]:
@@ -527,9 +563,26 @@ class PostgresStore(BaseStore):
         changed: int = await self._db.fetchval(RELEASE, *_lease_columns(leases), self._channel)
         return changed
 
-    async def _requeue_expired(self, now: float) -> int:
-        changed: int = await self._db.fetchval(REQUEUE_EXPIRED, now, self._channel)
-        return changed
+    async def _issue_epoch(self) -> int:
+        return _fence_value(await self._db.fetchval(ISSUE_EPOCH, FENCE))
+
+    async def _requeue_expired(self, now: float, epoch: int | None) -> int:
+        return await self._fenced(epoch, REQUEUE_EXPIRED, now, self._channel, EXPIRED)
+
+    async def _requeue_abandoned(self, live: list[str], now: float, epoch: int | None) -> int:
+        return await self._fenced(epoch, REQUEUE_ABANDONED, now, self._channel, ABANDONED, live)
+
+    async def _fenced(self, epoch: int | None, query: str, *args: Any) -> int:
+        """``query``'s count; with an epoch, the fence check and the query in one transaction."""
+        if epoch is None:
+            changed: int = await self._db.fetchval(query, *args)
+            return changed
+        async with self._db.acquire() as connection, connection.transaction():
+            if await connection.fetchval(ADVANCE_FENCE, FENCE, epoch) is None:
+                seen = _fence_value(await connection.fetchval(READ_FENCE, FENCE))
+                raise stale_epoch(epoch, seen)
+            fenced: int = await connection.fetchval(query, *args)
+            return fenced
 
     async def _get_many(self, ids: list[str]) -> list[Task]:
         return [_task(row) for row in await self._db.fetch(GET_MANY, ids)]
@@ -554,4 +607,9 @@ class PostgresStore(BaseStore):
     async def indexes(self) -> dict[str, tuple[str, ...]]:
         """Index name -> columns in order, as pg_catalog reports them (primary key excluded)."""
         rows = await self._call(self._db.fetch(INDEXES, self._schema_name))
+        return {row["name"]: tuple(row["columns"]) for row in rows}
+
+    async def tables(self) -> dict[str, tuple[str, ...]]:
+        """Table name -> columns in order, as the catalog reports them (our tables only)."""
+        rows = await self._call(self._db.fetch(TABLE_COLUMNS, self._schema_name, list(TABLES)))
         return {row["name"]: tuple(row["columns"]) for row in rows}

@@ -25,6 +25,10 @@ Data layout (every key starts with the ``prefix`` option, ``taskbench:`` by defa
     Set of succeeded task ids (for counts and purge).
 ``{prefix}seq``
     The arrival counter (INCRBY once per enqueued batch).
+``{prefix}fence``
+    The store's fencing record, a hash: ``issued``, the newest epoch
+    ``issue_epoch`` handed out, and ``seen``, the newest epoch a fenced write
+    carried (see :mod:`taskbench.stores.base`, "Fencing"). Absent fields are 0.
 ``{prefix}wakeup``
     A short list of wake-up tokens: writes that make work available LPUSH
     one token per task made available (at most ``WAKE_TOKENS`` = 64 are
@@ -34,8 +38,9 @@ Data layout (every key starts with the ``prefix`` option, ``taskbench:`` by defa
 Design rules:
 
 * Every write (enqueue, claim, finish, extend, release, requeue_expired,
-  requeue_dead, purge) is one Lua script run with EVALSHA, once per batch, so
-  it is atomic and costs one round trip. Reads of several keys are scripts too.
+  requeue_abandoned, requeue_dead, purge, issue_epoch) is one Lua script run
+  with EVALSHA, once per batch, so it is atomic and costs one round trip.
+  Reads of several keys are scripts too.
 * The fixed keys go in ``KEYS``; everything else (ids, names, payloads,
   owners, the task-hash prefix) goes in ``ARGV``, so a hostile name or payload
   is data, never code. Task hashes are addressed as prefix + id inside the
@@ -48,6 +53,11 @@ Design rules:
 * Floats travel as Python ``repr`` strings (never as JSON numbers) and are
   stored and used as scores verbatim: Lua never does arithmetic on them, so
   every double round-trips exactly.
+* A fenced write checks and moves the fence at the start of its script, before
+  any other write: a refused epoch leaves everything as it was, and the
+  script replies ``{'stale', seen}`` instead of ``{'applied', count}``.
+  Epochs are at most ``MAX_EPOCH`` (2**53 - 1), exact as Lua numbers;
+  ``issue_epoch`` counts with ``HINCRBY``.
 * At most ``max_connections`` script calls run at once; more callers wait
   for a slot (a semaphore) instead of failing.
 * No automatic retries: a script whose reply was lost may have run, and
@@ -80,7 +90,7 @@ from taskbench.errors import (
     TaskbenchError,
 )
 from taskbench.model import Lease, Outcome, Task, TaskPriority, TaskStatus
-from taskbench.stores.base import BaseStore, Capability
+from taskbench.stores.base import ABANDONED, EXPIRED, BaseStore, Capability, stale_epoch
 
 try:
     import redis.asyncio as aioredis
@@ -106,6 +116,7 @@ _STRUCTURE_KEYS = (
     "succeeded",
     "seq",
     "wakeup",
+    "fence",
 )
 _WAKEUP_KEY = _STRUCTURE_KEYS.index("wakeup")
 _TASK_KEYS = "task:"
@@ -119,6 +130,7 @@ LUA_PRELUDE = """
 local TASK = ARGV[1]
 local QUEUED = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}
 local RUNNING, DEAD, SUCCEEDED, SEQ, WAKEUP = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local FENCE = KEYS[10]
 local WAKE_TOKENS = 64
 
 -- a queue or dead-letter member: arrival number first, so equal scores keep arrival order
@@ -184,6 +196,26 @@ local function bury(key, id, finished_at)
   redis.call('HSET', key, 'status', 'dead', 'finished_at', finished_at)
   redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
   redis.call('ZADD', DEAD, finished_at, entry(redis.call('HGET', key, 'seq'), id))
+end
+
+-- a running task whose lease is lost (expired, abandoned): requeued at now, or dead
+-- after its last attempt, with last_error saying why
+local function lose_lease(id, now, reason)
+  local key = TASK .. id
+  local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'lease_owner')
+  redis.call('HSET', key, 'last_error',
+    'lease of attempt ' .. f[1] .. ' held by ' .. f[3] .. ' ' .. reason)
+  if tonumber(f[1]) >= tonumber(f[2]) then bury(key, id, now) else requeue(key, id, now) end
+end
+
+-- the fence, checked before a fenced write ('' for an unfenced one): the newest epoch
+-- seen if it refuses this epoch; else false, having made this epoch the newest seen
+local function refused_by(epoch)
+  if epoch == '' then return false end
+  local seen = tonumber(redis.call('HGET', FENCE, 'seen') or '0')
+  if tonumber(epoch) < seen then return seen end
+  redis.call('HSET', FENCE, 'seen', epoch)
+  return false
 end
 
 local function wake(count)
@@ -312,21 +344,47 @@ return released
 """
 
 LUA_REQUEUE_EXPIRED = """
--- ARGV[2] now. Leases that expired before now: requeued at now, or dead after the last attempt.
-local now = ARGV[2]
+-- ARGV[2] now, ARGV[3] the reason, ARGV[4] the epoch ('' unfenced).
+-- Leases that expired before now: requeued at now, or dead after the last attempt.
+local now, reason = ARGV[2], ARGV[3]
+local seen = refused_by(ARGV[4])
+if seen then return {'stale', seen} end
 local expired = redis.call('ZRANGEBYSCORE', RUNNING, '-inf', '(' .. now)
-for _, id in ipairs(expired) do
-  local key = TASK .. id
-  local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'lease_owner')
-  redis.call('HSET', key, 'last_error',
-    'lease of attempt ' .. f[1] .. ' held by ' .. f[3] .. ' expired')
-  if tonumber(f[1]) >= tonumber(f[2]) then bury(key, id, now) else requeue(key, id, now) end
-end
+for _, id in ipairs(expired) do lose_lease(id, now, reason) end
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', RUNNING, '-inf', '(' .. now)
   wake(#expired)
 end
-return #expired
+return {'applied', #expired}
+"""
+
+LUA_REQUEUE_ABANDONED = """
+-- batch: the live workers' names; ARGV[3] now, ARGV[4] the reason, ARGV[5] the epoch.
+-- Running tasks whose owner is not live: requeued at now, or dead after the last attempt.
+local now, reason = ARGV[3], ARGV[4]
+local seen = refused_by(ARGV[5])
+if seen then return {'stale', seen} end
+local live = {}
+for _, worker in ipairs(batch()) do live[worker] = true end
+local lost = {}
+for _, id in ipairs(redis.call('ZRANGE', RUNNING, 0, -1)) do
+  if not live[redis.call('HGET', TASK .. id, 'lease_owner')] then lost[#lost + 1] = id end
+end
+for _, id in ipairs(lost) do
+  redis.call('ZREM', RUNNING, id)
+  lose_lease(id, now, reason)
+end
+if #lost > 0 then wake(#lost) end
+return {'applied', #lost}
+"""
+
+LUA_ISSUE_EPOCH = """
+-- A new epoch, above every epoch issued or seen here.
+local f = redis.call('HMGET', FENCE, 'issued', 'seen')
+if f[2] and tonumber(f[2]) > tonumber(f[1] or '0') then
+  redis.call('HSET', FENCE, 'issued', f[2])
+end
+return redis.call('HINCRBY', FENCE, 'issued', 1)
 """
 
 LUA_REQUEUE_DEAD = """
@@ -416,6 +474,8 @@ _SCRIPTS = {
     "extend": LUA_EXTEND,
     "release": LUA_RELEASE,
     "requeue_expired": LUA_REQUEUE_EXPIRED,
+    "requeue_abandoned": LUA_REQUEUE_ABANDONED,
+    "issue_epoch": LUA_ISSUE_EPOCH,
     "requeue_dead": LUA_REQUEUE_DEAD,
     "purge": LUA_PURGE,
     "get_many": LUA_GET_MANY,
@@ -493,6 +553,19 @@ def _outcome_row(outcome: Outcome) -> list[str | None]:
         outcome.error,
         None if outcome.run_at is None else _number(outcome.run_at),
     ]
+
+
+def _epoch_arg(epoch: int | None) -> str:
+    return "" if epoch is None else str(epoch)
+
+
+def _fenced_count(reply: list[Any], epoch: int | None) -> int:
+    """The count of a fenced script's ``{'applied', count}``, or StaleEpochError for
+    ``{'stale', seen}``."""
+    outcome, number = reply
+    if outcome == "stale" and epoch is not None:
+        raise stale_epoch(epoch, int(number))
+    return int(number)
 
 
 # -- options --------------------------------------------------------------------------
@@ -644,9 +717,17 @@ class RedisStore(BaseStore):
         released: int = await self._run("release", _batch([_lease_row(x) for x in leases]))
         return released
 
-    async def _requeue_expired(self, now: float) -> int:
-        requeued: int = await self._run("requeue_expired", _number(now))
-        return requeued
+    async def _issue_epoch(self) -> int:
+        epoch: int = await self._run("issue_epoch")
+        return epoch
+
+    async def _requeue_expired(self, now: float, epoch: int | None) -> int:
+        reply = await self._run("requeue_expired", _number(now), EXPIRED, _epoch_arg(epoch))
+        return _fenced_count(reply, epoch)
+
+    async def _requeue_abandoned(self, live: list[str], now: float, epoch: int | None) -> int:
+        args = (_batch(live), _number(now), ABANDONED, _epoch_arg(epoch))
+        return _fenced_count(await self._run("requeue_abandoned", *args), epoch)
 
     async def _get_many(self, ids: list[str]) -> list[Task]:
         return _tasks_from(await self._run("get_many", _batch(ids)))

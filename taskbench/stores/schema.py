@@ -1,4 +1,4 @@
-"""The one declaration of the task table and its indexes, for every SQL backend.
+"""The one declaration of the tables and indexes of every SQL backend.
 
 The report's first finding was drift: its SQLite store used another toolkit
 than the others and had none of their indexes. Here the table and its
@@ -13,6 +13,12 @@ then follows that order, so the first rows of the index are the ones to
 claim whatever the backlog; where the dialect supports it (PostgreSQL,
 SQLite) the index is partial, holding queued rows only, so it stays as small
 as the queue. MariaDB has no partial indexes and gets the full index.
+
+The fence table holds one row per store (``name`` = ``FENCE``): the newest
+epoch the store issued and the newest a leader's write carried (see
+:mod:`taskbench.stores.base`, "Fencing"). It is created, and its row seeded,
+by the same DDL, so every backend reads and locks an existing row. Its only
+index is the primary key.
 """
 
 from __future__ import annotations
@@ -22,18 +28,24 @@ from sqlalchemy import (
     Column,
     Double,
     Index,
+    Insert,
     Integer,
     MetaData,
     SmallInteger,
     String,
     Table,
     Text,
+    insert,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 TASKS_TABLE = "taskbench_tasks"
+FENCES_TABLE = "taskbench_fences"
+TABLES = (TASKS_TABLE, FENCES_TABLE)
+FENCE = "leader"
+"""The name of the store's one fence row."""
 
 metadata = MetaData()
 
@@ -65,6 +77,17 @@ tasks = Table(
     mysql_charset="utf8mb4",
     # Ids and lease owners compare byte for byte, as on every other backend
     # (MariaDB's default collation would make "ABC" and "abc" the same task).
+    mysql_collate="utf8mb4_bin",
+)
+
+fences = Table(
+    FENCES_TABLE,
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("issued", BigInteger, nullable=False),
+    Column("seen", BigInteger, nullable=False),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_bin",
 )
 
@@ -105,24 +128,49 @@ def dialect(name: str) -> Dialect:
 
 
 def create_statements(dialect_name: str, *, with_indexes: bool = True) -> list[str]:
-    """The DDL, compiled for one dialect, that creates the table and its indexes.
+    """The DDL, compiled for one dialect, that creates the tables and indexes
+    and seeds the fence row.
 
-    Every statement is idempotent (IF NOT EXISTS). ``with_indexes=False``
-    gives the report's "before" state, kept reachable for the SQLite legacy
-    profile so the study can replay the improvement.
+    Every statement is idempotent (IF NOT EXISTS, an insert that skips an
+    existing row). ``with_indexes=False`` leaves out the task table's indexes:
+    the report's "before" state, kept reachable for the SQLite legacy profile
+    so the study can replay the improvement.
     """
     target = dialect(dialect_name)
-    statements = [str(CreateTable(tasks, if_not_exists=True).compile(dialect=target))]
+    statements = [
+        str(CreateTable(table, if_not_exists=True).compile(dialect=target))
+        for table in (tasks, fences)
+    ]
     if with_indexes:
         for index in sorted(tasks.indexes, key=lambda i: str(i.name)):
             ddl = CreateIndex(index, if_not_exists=True).compile(dialect=target)
             statements.append(str(ddl))
+    statements.append(_seed_fence(dialect_name))
     return [s.strip() for s in statements]
 
 
+def _seed_fence(dialect_name: str) -> str:
+    """The insert of the fence row at epoch 0, doing nothing if the row exists."""
+    row = {"name": FENCE, "issued": 0, "seen": 0}
+    if dialect_name == "postgresql":
+        seed: Insert = postgresql.insert(fences).values(row).on_conflict_do_nothing()
+    elif dialect_name == "sqlite":
+        seed = sqlite.insert(fences).values(row).on_conflict_do_nothing()
+    else:
+        seed = insert(fences).values(row).prefix_with("IGNORE")
+    compiled = seed.compile(dialect=dialect(dialect_name), compile_kwargs={"literal_binds": True})
+    return str(compiled)
+
+
 def declared_indexes() -> dict[str, tuple[str, ...]]:
-    """Index name -> its columns, as declared.
+    """Index name -> its columns, as declared (the task table's; the fence
+    table has only its primary key).
 
     The drift test compares this with what each backend's catalog reports.
     """
     return {str(index.name): tuple(col.name for col in index.columns) for index in tasks.indexes}
+
+
+def declared_tables() -> dict[str, tuple[str, ...]]:
+    """Table name -> its column names in order, as declared (for the drift test)."""
+    return {name: tuple(column.name for column in metadata.tables[name].columns) for name in TABLES}

@@ -34,6 +34,10 @@ Design rules:
 * One round trip per batch: a claim is a single ``UPDATE ... WHERE seq IN
   (SELECT ... LIMIT ?) RETURNING``; finish, extend and release are one
   ``executemany`` in one transaction.
+* A fenced write moves the fence row (``UPDATE ... WHERE seen <= epoch``) and
+  makes its change in the same ``BEGIN IMMEDIATE`` transaction; when the fence
+  refuses, the transaction rolls back with StaleEpochError. The write lock,
+  taken up front, makes check and write atomic across processes.
 * SQL lives in the named constants below; values are always bound, never
   formatted in. PRAGMAs, which cannot take bound values, are picked whole
   from a table of accepted settings.
@@ -61,8 +65,8 @@ from taskbench.errors import (
     TaskbenchError,
 )
 from taskbench.model import Lease, Outcome, Task, TaskPriority, TaskStatus
-from taskbench.stores.base import BaseStore, Capability
-from taskbench.stores.schema import TASKS_TABLE, create_statements
+from taskbench.stores.base import ABANDONED, EXPIRED, BaseStore, Capability, stale_epoch
+from taskbench.stores.schema import FENCE, TABLES, TASKS_TABLE, create_statements
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,6 +112,7 @@ DATA_VERSION = "PRAGMA data_version"
 PROBE_WRITE = "DELETE FROM taskbench_tasks WHERE 0"
 LIST_INDEXES = "SELECT name FROM pragma_index_list(?1) WHERE origin = 'c' ORDER BY name"
 INDEX_COLUMNS = "SELECT name FROM pragma_index_info(?1) ORDER BY seqno"
+TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?1) ORDER BY cid"
 
 INSERT = (
     "INSERT INTO taskbench_tasks (" + _COLUMNS + ")"
@@ -144,14 +149,25 @@ RELEASE = (
     "UPDATE taskbench_tasks SET status = 'queued', attempts = attempts - 1,"
     " finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL" + _HELD
 )
-REQUEUE_EXPIRED = (
+# ?1 now, ?2 the reason (base.EXPIRED or base.ABANDONED): requeued at now, or
+# dead after the last attempt.
+_LOSE_LEASES = (
     "UPDATE taskbench_tasks SET"
     " status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,"
     " run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE ?1 END,"
     " finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END,"
-    " last_error = 'lease of attempt ' || attempts || ' held by ' || lease_owner || ' expired',"
+    " last_error = 'lease of attempt ' || attempts || ' held by ' || lease_owner || ' ' || ?2,"
     " lease_owner = NULL, lease_expires_at = NULL"
-    " WHERE status = 'running' AND lease_expires_at < ?1"
+    " WHERE status = 'running'"
+)
+REQUEUE_EXPIRED = _LOSE_LEASES + " AND lease_expires_at < ?1"
+# ?3 the live workers' names, a JSON array
+REQUEUE_ABANDONED = _LOSE_LEASES + " AND lease_owner NOT IN (SELECT value FROM json_each(?3))"
+# ?1 the fence's name, ?2 the epoch. Moves the fence unless the epoch is older than it.
+ADVANCE_FENCE = "UPDATE taskbench_fences SET seen = ?2 WHERE name = ?1 AND seen <= ?2"
+READ_FENCE = "SELECT seen FROM taskbench_fences WHERE name = ?1"
+ISSUE_EPOCH = (
+    "UPDATE taskbench_fences SET issued = max(issued, seen) + 1 WHERE name = ?1 RETURNING issued"
 )
 COUNT_BY_STATUS = "SELECT status, count(*) FROM taskbench_tasks GROUP BY status"
 LIST_DEAD = (
@@ -299,6 +315,35 @@ def _write(connection: sqlite3.Connection, statement: str, params: Row) -> int:
         return connection.execute(statement, params).rowcount
 
 
+def _fence_value(row: Row | None) -> int:
+    if row is None:
+        raise StoreError("the fence row is missing from taskbench_fences; reopen the store")
+    value: int = row[0]
+    return value
+
+
+def _pass_fence(connection: sqlite3.Connection, epoch: int | None) -> None:
+    """Inside a write transaction: refuse an epoch older than the fence, or move the fence."""
+    if epoch is None or connection.execute(ADVANCE_FENCE, (FENCE, epoch)).rowcount:
+        return
+    raise stale_epoch(epoch, _fence_value(connection.execute(READ_FENCE, (FENCE,)).fetchone()))
+
+
+def _fenced_write(
+    connection: sqlite3.Connection, epoch: int | None, statement: str, params: Row
+) -> int:
+    """``statement`` and the fence check, in one transaction: both or neither."""
+    with _transaction(connection):
+        _pass_fence(connection, epoch)
+        return connection.execute(statement, params).rowcount
+
+
+def _issue_epoch(connection: sqlite3.Connection) -> int:
+    with _transaction(connection):
+        rows = connection.execute(ISSUE_EPOCH, (FENCE,)).fetchall()
+    return _fence_value(rows[0] if rows else None)
+
+
 def _select(connection: sqlite3.Connection, statement: str, params: Row) -> list[Task]:
     return [_task(row) for row in connection.execute(statement, params)]
 
@@ -313,6 +358,14 @@ def _indexes(connection: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
         name: tuple(column for (column,) in connection.execute(INDEX_COLUMNS, (name,)))
         for name in names
     }
+
+
+def _tables(connection: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    found = {
+        table: tuple(column for (column,) in connection.execute(TABLE_COLUMNS, (table,)))
+        for table in TABLES
+    }
+    return {table: columns for table, columns in found.items() if columns}
 
 
 def _data_version(connection: sqlite3.Connection) -> int:
@@ -510,8 +563,15 @@ class SQLiteStore(BaseStore):
     async def _release(self, leases: Sequence[Lease]) -> int:
         return await self._run(_write_many, RELEASE, map(_lease, leases))
 
-    async def _requeue_expired(self, now: float) -> int:
-        return await self._run(_write, REQUEUE_EXPIRED, (now,))
+    async def _issue_epoch(self) -> int:
+        return await self._run(_issue_epoch)
+
+    async def _requeue_expired(self, now: float, epoch: int | None) -> int:
+        return await self._run(_fenced_write, epoch, REQUEUE_EXPIRED, (now, EXPIRED))
+
+    async def _requeue_abandoned(self, live: list[str], now: float, epoch: int | None) -> int:
+        params = (now, ABANDONED, json.dumps(live))
+        return await self._run(_fenced_write, epoch, REQUEUE_ABANDONED, params)
 
     async def _get_many(self, ids: list[str]) -> list[Task]:
         return await self._run(_select, SELECT_BY_IDS, (json.dumps(ids),))
@@ -542,6 +602,11 @@ class SQLiteStore(BaseStore):
         :func:`taskbench.stores.schema.declared_indexes`; in legacy it is ``{}``.
         """
         found: dict[str, tuple[str, ...]] = await self._call(self._run(_indexes))
+        return found
+
+    async def tables(self) -> dict[str, tuple[str, ...]]:
+        """Table name -> its columns in order, from the catalog (the declared tables only)."""
+        found: dict[str, tuple[str, ...]] = await self._call(self._run(_tables))
         return found
 
     async def wait_for_work(self, timeout: float) -> None:
