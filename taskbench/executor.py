@@ -1,12 +1,13 @@
 """TaskExecutor: claims tasks from a store and runs them, with the report's missing features.
 
-One loop does all the talking to the store, so its calls batch themselves:
-each time it wakes it first reports the outcomes of every task that finished
-since it last ran (one ``finish`` call), then claims as many tasks as there
-are free slots (one ``claim`` call). When a whole batch finishes in the same
-tick, the next claim is a whole batch; when tasks finish one by one, claims
-are small and prompt. Tasks run as asyncio tasks, at most ``concurrency`` at
-once; plain functions run in threads.
+Two loops talk to the store, and their calls batch themselves. The claim
+loop claims as many tasks as there are free slots (one ``claim`` call); the
+report loop sends the outcomes of every task that finished since its last
+call (one ``finish`` call). They run side by side, so on a server store a
+claim's round trip overlaps a finish's instead of waiting for it. When a
+whole batch finishes in the same tick, the next claim is a whole batch; when
+tasks finish one by one, claims are small and prompt. Tasks run as asyncio
+tasks, at most ``concurrency`` at once; plain functions run in threads.
 
 What the executor guarantees, with the store's leases (see stores/base.py):
 
@@ -57,6 +58,9 @@ log = logging.getLogger("taskbench.executor")
 Handler = Callable[[Task], Awaitable[Any]] | Callable[[Task], Any]
 
 _MAX_STORE_BACKOFF = 5.0
+MAX_REPORT_BATCH = 500
+"""The most outcomes sent in one ``finish`` call: a store's statement stays small
+and bounded even when the report loop has fallen behind."""
 
 
 class ExecutorMetrics(Protocol):
@@ -131,6 +135,9 @@ class TaskExecutor:
         self._running: dict[str, tuple[Task, asyncio.Task[None]]] = {}
         self._outcomes: list[tuple[Task, Outcome]] = []
         self._wakeup = asyncio.Event()
+        self._outcomes_ready = asyncio.Event()
+        self._reporting = False
+        self._closing = False
         self._stopping = asyncio.Event()
         self._store_backoff = 0.0
         self._grace = 10.0
@@ -160,12 +167,14 @@ class TaskExecutor:
         """Claim and run tasks until :meth:`stop` (or, with ``until_idle``, until
         nothing is queued or running). Returns the counters."""
         self._stopping.clear()
+        self._closing = False
         heartbeat = asyncio.create_task(self._heartbeat_loop())
+        reporter = asyncio.create_task(self._report_loop())
         try:
             await self._claim_loop(until_idle)
         finally:
             heartbeat.cancel()
-            await self._shut_down(grace=self._grace)
+            await self._shut_down(reporter, grace=self._grace)
         return self.stats
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -181,19 +190,24 @@ class TaskExecutor:
     async def _claim_loop(self, until_idle: bool) -> None:
         while not self._stopping.is_set():
             self._wakeup.clear()
-            await asyncio.sleep(0)  # let tasks that finish in this tick report first
-            if await self._store_call(self._flush) is None:
-                continue
+            await asyncio.sleep(0)  # let tasks that finish in this tick free their slots
             free = self.concurrency - len(self._running)
             if free <= 0:
                 await self._wakeup.wait()
                 continue
-            claimed = await self._store_call(self._claim, min(free, self.batch_size))
-            if claimed is None or claimed:
-                continue
-            if until_idle and not self._running and await self._store_call(self._is_idle) is True:
+            limit = min(free, self.batch_size)
+            claimed = await self._store_call(self._claim, limit)
+            if claimed is None or len(claimed) == limit:
+                continue  # a store error (backed off), or a full batch: there may be more
+            if (
+                until_idle
+                and self._nothing_held()
+                and await self._store_call(self._is_idle) is True
+            ):
                 return
-            await self._wait_for_work()
+            # A short claim drained what was due; a wake-up that came meanwhile is kept
+            # by the store (an event, a NOTIFY, a token), so nothing is missed.
+            await self._wait_for_work(wake_on_finish=until_idle)
 
     async def _store_call(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run one store call; on a store error, log, back off, and return None."""
@@ -230,19 +244,30 @@ class TaskExecutor:
         self._running.pop(task_id, None)
         self._wakeup.set()
 
+    def _nothing_held(self) -> bool:
+        """No task running here and no outcome waiting to be reported."""
+        return not (self._running or self._outcomes or self._reporting)
+
     async def _is_idle(self) -> bool:
         if self.housekeeping:
             await self.store.requeue_expired()
         counts = await self.store.counts()
         return counts[TaskStatus.QUEUED] + counts[TaskStatus.RUNNING] == 0
 
-    async def _wait_for_work(self) -> None:
-        """Sleep until the store may have work, a running task finishes, or stop()."""
+    async def _wait_for_work(self, *, wake_on_finish: bool) -> None:
+        """Sleep until the store may have work, stop(), or (``wake_on_finish``) a task ends.
+
+        With slots free and the store drained, a task that ends is no reason to
+        claim: waking on it would cost an empty claim per finished task and, on
+        Redis, cancel the BLPOP in flight, which makes redis-py drop (and later
+        reopen) that connection. Only ``until_idle`` needs it, to see the end.
+        """
         waiters = [
             asyncio.create_task(self.store.wait_for_work(self.poll_interval)),
-            asyncio.create_task(self._wakeup.wait()),
             asyncio.create_task(self._stopping.wait()),
         ]
+        if wake_on_finish:
+            waiters.append(asyncio.create_task(self._wakeup.wait()))
         done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
             waiter.cancel()
@@ -263,6 +288,7 @@ class TaskExecutor:
         except Exception as exc:
             outcome = self._failure(task, exc)
         self._outcomes.append((task, outcome))
+        self._outcomes_ready.set()
 
     async def _call_handler(self, task: Task) -> Any:
         registered = self._handlers.get(task.name)
@@ -293,16 +319,32 @@ class TaskExecutor:
 
     # -- reporting ----------------------------------------------------------------
 
+    async def _report_loop(self) -> None:
+        """Send outcomes as they come, one batch per store call, until shutdown."""
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            if self._closing:
+                return
+            if self._outcomes and await self._store_call(self._flush) is None:
+                self._outcomes_ready.set()  # kept after a store error: try again
+            if self._outcomes:
+                self._outcomes_ready.set()  # more than one batch was waiting
+
     async def _flush(self) -> None:
         """Report finished tasks' outcomes in one store call (kept if it fails)."""
         if not self._outcomes:
             return
-        batch, self._outcomes = self._outcomes, []
+        batch = self._outcomes[:MAX_REPORT_BATCH]
+        self._outcomes = self._outcomes[MAX_REPORT_BATCH:]
+        self._reporting = True
         try:
             applied = await self.store.finish([outcome for _, outcome in batch])
         except BaseException:
             self._outcomes = batch + self._outcomes
             raise
+        finally:
+            self._reporting = False
         self._count(batch, applied)
 
     def _count(self, batch: list[tuple[Task, Outcome]], applied: int) -> None:
@@ -328,7 +370,7 @@ class TaskExecutor:
                 with contextlib.suppress(TaskbenchError):
                     await self.store.extend(leases, lease_s=self.lease_s)
 
-    async def _shut_down(self, grace: float) -> None:
+    async def _shut_down(self, reporter: asyncio.Task[None], grace: float) -> None:
         """Let running tasks finish within ``grace``, release the rest, report everything."""
         runners = [runner for _, runner in self._running.values()]
         if runners:
@@ -339,7 +381,22 @@ class TaskExecutor:
             await asyncio.gather(*pending, return_exceptions=True)
             if held:
                 self.stats.released += await self._until_stored(self.store.release, held)
-        await self._until_stored(self._flush)
+        self._closing = True
+        self._outcomes_ready.set()
+        await reporter  # finishes the call it is making, if any
+        await self._report_remaining()
+
+    async def _report_remaining(self) -> None:
+        """At shutdown: report what is left, batch by batch, unless the store keeps failing."""
+        while self._outcomes:
+            waiting = len(self._outcomes)
+            await self._until_stored(self._flush)
+            if len(self._outcomes) >= waiting:
+                log.error(
+                    "%d outcomes could not be reported; their leases will expire and they rerun",
+                    len(self._outcomes),
+                )
+                return
 
     async def _until_stored(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Shutdown must not drop outcomes: retry a store call a few times before giving up."""
