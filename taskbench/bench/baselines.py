@@ -14,8 +14,9 @@ Design rules:
 * Their weakness is the design, not the code: a batch is a barrier, so one
   slow task holds ``concurrency - 1`` free slots until it ends.
 * Both report to a :class:`~taskbench.bench.metrics.Recorder`, exactly as
-  the executor does, and stop when nothing is queued or running (retries
-  that are not due yet are waited for).
+  the executor does (or to nothing, when the harness measures its own
+  overhead), and stop when nothing is queued or running (retries that are
+  not due yet are waited for).
 """
 
 from __future__ import annotations
@@ -69,8 +70,15 @@ async def _is_idle(store: TaskStore) -> bool:
     return counts[TaskStatus.QUEUED] == 0 and counts[TaskStatus.RUNNING] == 0
 
 
+def _report(recorder: Recorder | None, batch: Sequence[Task], outcomes: list[Outcome]) -> None:
+    if recorder is not None:
+        recorder.on_claimed(batch)
+        for task, outcome in zip(batch, outcomes, strict=True):
+            recorder.on_outcome(task, outcome)
+
+
 async def _drain_loop(
-    store: TaskStore, run_batch: RunBatch, concurrency: int, recorder: Recorder, worker: str
+    store: TaskStore, run_batch: RunBatch, concurrency: int, recorder: Recorder | None, worker: str
 ) -> None:
     """Claim a batch, run it, finish it; until the store has nothing left to do."""
     while True:
@@ -80,11 +88,9 @@ async def _drain_loop(
                 return
             await store.wait_for_work(IDLE_WAIT_S)
             continue
-        recorder.on_claimed(batch)
         outcomes = await run_batch(batch)
         await store.finish(outcomes)
-        for task, outcome in zip(batch, outcomes, strict=True):
-            recorder.on_outcome(task, outcome)
+        _report(recorder, batch, outcomes)
 
 
 async def drain_with_asyncio(
@@ -92,7 +98,7 @@ async def drain_with_asyncio(
     workload: Workload,
     *,
     concurrency: int,
-    recorder: Recorder,
+    recorder: Recorder | None,
     retry: RetryPolicy,
 ) -> None:
     """The asyncio baseline: each batch's handlers run together with gather."""
@@ -109,7 +115,7 @@ async def drain_with_threads(
     workload: Workload,
     *,
     concurrency: int,
-    recorder: Recorder,
+    recorder: Recorder | None,
     retry: RetryPolicy,
 ) -> None:
     """The thread baseline: each batch's sync handlers run in a thread pool."""

@@ -21,6 +21,13 @@ Design rules:
 * **One measuring code path.** Every executor (ours and the two baselines
   in :mod:`taskbench.bench.baselines`) reports to the same
   :class:`~taskbench.bench.metrics.Recorder`, with the same retry policy.
+* **Warm-up apart.** ``warmup`` tasks are drained first through the same
+  store and the same kind of executor, untimed, then purged: connections,
+  caches and prepared statements are warm when the measured drain starts.
+* **Overhead is measurable.** With ``metrics=False`` nothing is recorded
+  (no recorder, no resource sampler): the drain still verifies every id,
+  but latencies and duplicates are ``None``. The two side by side give the
+  harness's own cost (``taskbench overhead``).
 * **Never leak a password**: the result carries the store's redacted URL.
 * Progress bars (``tqdm.auto``) only when asked, and outside the timed
   hot path: the drain bar is refreshed by a poller, not by each task.
@@ -31,17 +38,18 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from taskbench.bench.baselines import drain_with_asyncio, drain_with_threads
-from taskbench.bench.metrics import Recorder
+from taskbench.bench.metrics import LatencySeries, Percentiles, Recorder
+from taskbench.bench.resources import ResourceUsage, monitored
 from taskbench.bench.workloads import Workload, parse_workload
 from taskbench.errors import ConfigError
 from taskbench.executor import TaskExecutor
-from taskbench.model import RetryPolicy, Task, TaskStatus
+from taskbench.model import RetryPolicy, TaskStatus
 from taskbench.stores import STORES, TaskStore, open_store
 from taskbench.urls import options_for, redact
 
@@ -62,7 +70,7 @@ class DrainFunction(Protocol):
         workload: Workload,
         *,
         concurrency: int,
-        recorder: Recorder,
+        recorder: Recorder | None,
         retry: RetryPolicy,
     ) -> Awaitable[None]: ...
 
@@ -72,7 +80,7 @@ async def drain_with_taskbench(
     workload: Workload,
     *,
     concurrency: int,
-    recorder: Recorder,
+    recorder: Recorder | None,
     retry: RetryPolicy,
 ) -> None:
     """Our :class:`~taskbench.executor.TaskExecutor`, run until the store is idle."""
@@ -92,6 +100,13 @@ def check_positive(value: object, what: str) -> int:
     """``value`` as a positive int, or ConfigError."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_count(value: object, what: str) -> int:
+    """``value`` as an int >= 0, or ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{what} must be a whole number >= 0, got {value!r}")
     return value
 
 
@@ -117,10 +132,22 @@ class DrainConfig:
     concurrency: int
     workload: Workload
     executor: str = "taskbench"
+    warmup: int = 0
+    """Tasks drained before the measured drain, untimed."""
+    metrics: bool = True
+    """Record latencies, duplicates and resources (False: measure the harness's overhead)."""
 
     @classmethod
     def create(
-        cls, url: str, *, tasks: int, concurrency: int, workload: str | Workload, executor: str
+        cls,
+        url: str,
+        *,
+        tasks: int,
+        concurrency: int,
+        workload: str | Workload,
+        executor: str = "taskbench",
+        warmup: int = 0,
+        metrics: bool = True,
     ) -> DrainConfig:
         """Validate everything (raising ConfigError) before anything starts."""
         return cls(
@@ -129,14 +156,17 @@ class DrainConfig:
             concurrency=check_positive(concurrency, "concurrency"),
             workload=parse_workload(workload),
             executor=check_executor(executor),
+            warmup=check_count(warmup, "warmup"),
+            metrics=bool(metrics),
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Percentiles:
-    p50: float
-    p95: float
-    p99: float
+def summarise_series(recorder: Recorder | None, name: str) -> Percentiles | None:
+    """The percentiles of one of the recorder's series (None when nothing was recorded)."""
+    if recorder is None:
+        return None
+    series: LatencySeries = recorder.series(name)
+    return series.summary()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,26 +183,39 @@ class DrainResult:
     drain_cpu_s: float
     enqueue_tps: float
     drain_tps: float
-    latency_ms: Percentiles
-    service_ms: Percentiles
+    latency_ms: Percentiles | None
+    service_ms: Percentiles | None
     succeeded: int
-    failed: int
+    failed: int | None
     dead: int
     lost: int
-    duplicates: int
+    duplicates: int | None
     wall_s: float
     cpu_s: float
     max_rss_mb: float
+    queue_ms: Percentiles | None = None
+    warmup: int = 0
+    metrics: bool = True
+    resources: ResourceUsage | None = None
+    mode: str = "drain"
+    histograms: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """Encoded HdrHistograms by series name; saved beside the figures, not in the JSON."""
 
     def to_json_dict(self) -> dict[str, Any]:
-        """Plain JSON types only.
+        """Plain JSON types only (the histograms are left out).
 
-        ``latency_ms`` is enqueue -> finish of each task, ``service_ms`` start ->
-        finish of each attempt; ``drain_cpu_s`` is this process's CPU time during
-        the drain (all threads): beside ``drain_s`` it tells the executor's own
-        cost apart from a busy machine. ``max_rss_mb`` is the process's peak.
+        ``latency_ms`` is enqueue -> finish of each task, ``queue_ms`` enqueue ->
+        start of its first attempt, ``service_ms`` start -> finish of each
+        attempt; ``drain_cpu_s`` is this process's CPU time during the drain
+        (all threads): beside ``drain_s`` it tells the executor's own cost apart
+        from a busy machine. ``max_rss_mb`` is the process's peak so far;
+        ``resources`` are this process's and the local server's CPU and peak
+        memory during the drain. Without metrics, the timed figures and
+        ``failed``/``duplicates`` are None.
         """
-        return asdict(self)
+        published = asdict(self)
+        del published["histograms"]
+        return published
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,24 +253,19 @@ def _progress_bar(enabled: bool, total: int, description: str) -> Iterator[Any]:
         yield bar
 
 
-def _new_batch(workload: Workload, size: int) -> list[Task]:
-    now = time.time()
-    return [Task.new(workload.task_name, now=now) for _ in range(size)]
-
-
-async def _enqueue_all(
-    store: TaskStore, config: DrainConfig, progress: bool
+async def enqueue_all(
+    store: TaskStore, workload: Workload, count: int, bar: Any = None
 ) -> tuple[list[str], float]:
-    """Enqueue ``config.tasks`` tasks; the ids, and the seconds spent in ``enqueue``."""
+    """Enqueue ``count`` new tasks in batches; their ids, and the seconds spent in ``enqueue``."""
     ids: list[str] = []
     seconds = 0.0
-    with _progress_bar(progress, config.tasks, "enqueue") as bar:
-        for start in range(0, config.tasks, ENQUEUE_BATCH):
-            batch = _new_batch(config.workload, min(ENQUEUE_BATCH, config.tasks - start))
-            seconds += (await _timed(store.enqueue(batch))).wall_s
-            ids.extend(task.id for task in batch)
-            if bar is not None:
-                bar.update(len(batch))
+    rng = workload.priority_rng()
+    for start in range(0, count, ENQUEUE_BATCH):
+        batch = workload.new_tasks(min(ENQUEUE_BATCH, count - start), rng=rng)
+        seconds += (await _timed(store.enqueue(batch))).wall_s
+        ids.extend(task.id for task in batch)
+        if bar is not None:
+            bar.update(len(batch))
     return ids, seconds
 
 
@@ -238,26 +276,33 @@ async def _follow(recorder: Recorder, bar: Any, total: int) -> None:
         await asyncio.sleep(PROGRESS_REFRESH_S)
 
 
+def _run_executor(store: TaskStore, config: DrainConfig, recorder: Recorder | None) -> Any:
+    return EXECUTORS[config.executor](
+        store, config.workload, concurrency=config.concurrency, recorder=recorder, retry=BENCH_RETRY
+    )
+
+
 async def _execute(
-    store: TaskStore, config: DrainConfig, recorder: Recorder, progress: bool
+    store: TaskStore, config: DrainConfig, recorder: Recorder | None, progress: bool
 ) -> Span:
     """Run the chosen executor until the store is idle; the time it took."""
-    drain = EXECUTORS[config.executor](
-        store,
-        config.workload,
-        concurrency=config.concurrency,
-        recorder=recorder,
-        retry=BENCH_RETRY,
-    )
-    with _progress_bar(progress, config.tasks, f"drain ({config.executor})") as bar:
-        follower = (
-            None if bar is None else asyncio.create_task(_follow(recorder, bar, config.tasks))
-        )
+    drain = _run_executor(store, config, recorder)
+    if not progress or recorder is None:
+        return await _timed(drain)
+    with _progress_bar(True, config.tasks, f"drain ({config.executor})") as bar:
+        follower = asyncio.create_task(_follow(recorder, bar, config.tasks))
         try:
             return await _timed(drain)
         finally:
-            if follower is not None:
-                follower.cancel()
+            follower.cancel()
+
+
+async def _warm_up(store: TaskStore, config: DrainConfig) -> None:
+    """Drain ``config.warmup`` tasks, untimed and unrecorded, then purge them."""
+    if config.warmup:
+        await enqueue_all(store, config.workload, config.warmup)
+        await _run_executor(store, config, None)
+        await store.purge()
 
 
 def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -265,7 +310,7 @@ def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield ids[start : start + size]
 
 
-async def _verify(store: TaskStore, ids: Sequence[str]) -> Verification:
+async def verify(store: TaskStore, ids: Sequence[str]) -> Verification:
     """Read every id back: succeeded, dead, or lost (missing or not terminal)."""
     statuses: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
     for chunk in _chunks(ids, VERIFY_CHUNK):
@@ -275,13 +320,9 @@ async def _verify(store: TaskStore, ids: Sequence[str]) -> Verification:
     return Verification(succeeded=succeeded, dead=dead, lost=len(ids) - succeeded - dead)
 
 
-def _max_rss_mb() -> float:
+def max_rss_mb() -> float:
     """This process's peak resident set so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _percentiles(values: dict[str, float]) -> Percentiles:
-    return Percentiles(p50=values["p50"], p95=values["p95"], p99=values["p99"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,12 +334,16 @@ class _Timings:
     cpu_s: float
 
 
-def _result(
-    config: DrainConfig,
-    timings: _Timings,
-    recorder: Recorder,
-    checked: Verification,
-) -> DrainResult:
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    timings: _Timings
+    recorder: Recorder | None
+    checked: Verification
+    resources: ResourceUsage | None
+
+
+def _result(config: DrainConfig, measured: _Measured) -> DrainResult:
+    timings, recorder, checked = measured.timings, measured.recorder, measured.checked
     return DrainResult(
         store=redact(config.url),
         workload=config.workload.spec,
@@ -310,36 +355,50 @@ def _result(
         drain_cpu_s=timings.drain_cpu_s,
         enqueue_tps=config.tasks / timings.enqueue_s if timings.enqueue_s else 0.0,
         drain_tps=config.tasks / timings.drain_s if timings.drain_s else 0.0,
-        latency_ms=_percentiles(recorder.latency.percentiles_ms()),
-        service_ms=_percentiles(recorder.service.percentiles_ms()),
+        latency_ms=summarise_series(recorder, "latency"),
+        queue_ms=summarise_series(recorder, "queue"),
+        service_ms=summarise_series(recorder, "service"),
         succeeded=checked.succeeded,
-        failed=recorder.failed,
+        failed=None if recorder is None else recorder.failed,
         dead=checked.dead,
         lost=checked.lost,
-        duplicates=recorder.duplicates,
+        duplicates=None if recorder is None else recorder.duplicates,
         wall_s=timings.wall_s,
         cpu_s=timings.cpu_s,
-        max_rss_mb=_max_rss_mb(),
+        max_rss_mb=max_rss_mb(),
+        warmup=config.warmup,
+        metrics=config.metrics,
+        resources=measured.resources,
+        histograms={} if recorder is None else recorder.encoded_histograms(),
     )
+
+
+async def _measure(store: TaskStore, config: DrainConfig, progress: bool) -> _Measured:
+    """Purge, warm up, enqueue (timed), drain (timed, monitored), verify."""
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    recorder = Recorder() if config.metrics else None
+    await store.purge()
+    await _warm_up(store, config)
+    with _progress_bar(progress, config.tasks, "enqueue") as bar:
+        ids, enqueue_s = await enqueue_all(store, config.workload, config.tasks, bar)
+    with monitored(config.url, config.metrics) as monitor:
+        drained = await _execute(store, config, recorder, progress)
+    checked = await verify(store, ids)
+    wall_s, cpu_s = time.perf_counter() - wall_start, time.process_time() - cpu_start
+    timings = _Timings(enqueue_s, drained.wall_s, drained.cpu_s, wall_s, cpu_s)
+    usage = None if monitor is None else monitor.usage
+    return _Measured(timings, recorder, checked, usage)
 
 
 async def drain(config: DrainConfig, *, progress: bool = False) -> DrainResult:
     """Run one validated drain (see the module docstring)."""
-    wall_start, cpu_start = time.perf_counter(), time.process_time()
-    recorder = Recorder()
     store = open_store(config.url)
     await store.open()
     try:
-        await store.purge()
-        ids, enqueue_s = await _enqueue_all(store, config, progress)
-        drained = await _execute(store, config, recorder, progress)
-        checked = await _verify(store, ids)
+        measured = await _measure(store, config, progress)
     finally:
         await store.close()
-    wall_s, cpu_s = time.perf_counter() - wall_start, time.process_time() - cpu_start
-    return _result(
-        config, _Timings(enqueue_s, drained.wall_s, drained.cpu_s, wall_s, cpu_s), recorder, checked
-    )
+    return _result(config, measured)
 
 
 async def run_drain(
@@ -350,9 +409,28 @@ async def run_drain(
     workload: str | Workload,
     executor: str = "taskbench",
     progress: bool = False,
+    warmup: int = 0,
+    metrics: bool = True,
 ) -> DrainResult:
     """Validate the arguments (ConfigError), then drain ``tasks`` tasks through ``url``."""
     config = DrainConfig.create(
-        url, tasks=tasks, concurrency=concurrency, workload=workload, executor=executor
+        url,
+        tasks=tasks,
+        concurrency=concurrency,
+        workload=workload,
+        executor=executor,
+        warmup=warmup,
+        metrics=metrics,
     )
     return await drain(config, progress=progress)
+
+
+__all__ = [
+    "EXECUTORS",
+    "DrainConfig",
+    "DrainResult",
+    "Percentiles",
+    "check_store_url",
+    "drain",
+    "run_drain",
+]

@@ -4,18 +4,41 @@
 (``on_claimed`` / ``on_outcome``); the baselines report to it the same way,
 so every executor is measured by the same code.
 
+Three latencies, each an HdrHistogram (microseconds, 3 significant figures,
+up to one hour), all measured from a task's **origin**, its ``created_at``:
+
+* ``queue``: origin -> start of the task's first attempt (how long it waited
+  to be claimed: the wake-up path);
+* ``service``: start -> finish of every attempt (the handler and the report);
+* ``latency``: origin -> finish of the attempt that ended the task
+  (succeeded or dead).
+
+The origin is when the load generator *meant* the task to arrive: the drain
+and the closed loop make a task just before they enqueue it; the open loop
+makes each task with its scheduled arrival time, so time lost by a late
+producer counts against the system, as in wrk2 (no coordinated omission).
+
+The open loop splits the queue wait in three (``Recorder(track_wake=True)``):
+
+* ``send_lag``: origin -> the producer's ``enqueue`` call (the producer's
+  own lateness: a busy machine, the event loop's timer granularity);
+* ``enqueue``: that call's round trip (the store's write);
+* ``wake``: the call's return -> the claim that starts the task (the
+  executor's wake-up path; 0 when the claim came before the producer had
+  even read its reply, as a NOTIFY can).
+
 Design rules:
 
-* **Cheap on the hot path.** A callback appends two floats to an
-  ``array('d')`` and bumps counters; it never calls HdrHistogram, whose
-  pure-Python ``record_value`` costs microseconds. The buffered samples are
-  folded into the histograms when a percentile is asked for (or when a
-  buffer grows past :data:`FLUSH_EVERY`, to bound memory on long runs).
-* **Latency** is enqueue -> finish (``task.created_at`` ->
-  ``outcome.finished_at``) for attempts that end the task (succeeded or
-  dead); **service time** is start -> finish (``task.started_at`` ->
-  ``outcome.finished_at``) for every attempt. Both are stored in
-  microseconds, 3 significant figures, up to one hour.
+* **Cheap on the hot path** (about a microsecond per task: the harness
+  overhead figure in docs/benchmarks/harness.md). A callback appends floats
+  to an ``array('d')`` through a bound ``append`` and bumps counters; it
+  never calls HdrHistogram, whose pure-Python ``record_value`` costs
+  microseconds. The buffered samples are folded into the histograms when a
+  percentile is asked for, or, to bound memory on long runs, when a claim
+  finds a buffer past :data:`FLUSH_EVERY`.
+* **Count everything, time the measured part.** A task whose origin is
+  before :attr:`Recorder.measure_from` (the warm-up) is counted (succeeded,
+  dead, duplicates) but adds no sample to any histogram.
 * **Duplicates** are ids reported as succeeded more than once: under
   at-least-once execution this is the number the report cares about.
 * One event loop calls it (the thread baseline reports from the loop, not
@@ -24,8 +47,11 @@ Design rules:
 
 from __future__ import annotations
 
+import math
+import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from hdrh.histogram import HdrHistogram
 
@@ -36,8 +62,21 @@ HIGHEST_US = 3_600_000_000
 SIGNIFICANT_FIGURES = 3
 FLUSH_EVERY = 1 << 20
 """Buffered samples per series before they are folded into the histogram."""
+HOOK_TRIALS = 5
 
-PERCENTILES = (50.0, 95.0, 99.0)
+_SUCCEEDED, _DEAD, _QUEUED = TaskStatus.SUCCEEDED, TaskStatus.DEAD, TaskStatus.QUEUED
+SERIES = ("latency", "queue", "service", "send_lag", "enqueue", "wake")
+"""The recorder's latency series, by name (``latency`` is the headline one)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Percentiles:
+    """A latency series summarised, in milliseconds (zeros when nothing was recorded)."""
+
+    p50: float
+    p95: float
+    p99: float
+    max: float
 
 
 class LatencySeries:
@@ -46,59 +85,151 @@ class LatencySeries:
     def __init__(self) -> None:
         self.histogram = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
         self._pending = array("d")
+        self.add: Callable[[float], None] = self._pending.append
+        """Buffer one duration in seconds (the buffer's own ``append``: no Python frame)."""
+        self.add_many: Callable[[Iterable[float]], None] = self._pending.extend
+        """Buffer several durations in seconds."""
 
-    def add(self, seconds: float) -> None:
-        self._pending.append(seconds)
-        if len(self._pending) >= FLUSH_EVERY:
-            self.flush()
+    @property
+    def buffered(self) -> int:
+        return len(self._pending)
 
     def flush(self) -> None:
         record = self.histogram.record_value
         for seconds in self._pending:
             record(min(max(round(seconds * 1_000_000), LOWEST_US), HIGHEST_US))
-        self._pending = array("d")
+        del self._pending[:]  # emptied in place: ``add`` stays bound to it
 
     @property
     def count(self) -> int:
         return int(self.histogram.get_total_count()) + len(self._pending)
 
-    def percentiles_ms(self) -> dict[str, float]:
-        """``{"p50": ms, "p95": ms, "p99": ms}`` (zeros when nothing was recorded)."""
+    def summary(self) -> Percentiles:
+        """p50, p95, p99 and max, in milliseconds."""
         self.flush()
-        return {
-            f"p{int(p)}": self.histogram.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES
-        }
+        at = self.histogram.get_value_at_percentile
+        return Percentiles(
+            p50=at(50.0) / 1000.0,
+            p95=at(95.0) / 1000.0,
+            p99=at(99.0) / 1000.0,
+            max=self.histogram.get_max_value() / 1000.0,
+        )
+
+    def percentiles_ms(self) -> dict[str, float]:
+        """``{"p50": ms, "p95": ms, "p99": ms, "max": ms}``."""
+        summary = self.summary()
+        return {"p50": summary.p50, "p95": summary.p95, "p99": summary.p99, "max": summary.max}
+
+    def encoded(self) -> str:
+        """The histogram as base64 text (``HdrHistogram.encode``), as results files store it."""
+        self.flush()
+        text: bytes = self.histogram.encode()
+        return text.decode("ascii")
 
 
 class Recorder:
     """Counters, latency histograms and per-id success counts of one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, measure_from: float = -math.inf, track_wake: bool = False) -> None:
+        self.measure_from = measure_from
+        """Tasks whose origin is earlier are the warm-up: counted, not timed."""
         self.claimed = 0
         self.succeeded = 0
         self.retried = 0
         self.dead = 0
+        self.measured = 0
+        """Tasks ended (succeeded or dead) whose origin is in the measured part."""
+        self.last_end = -math.inf
+        """The latest finish time of a measured task (for the throughput window)."""
         self.latency = LatencySeries()
+        self.queue = LatencySeries()
         self.service = LatencySeries()
-        self.successes_by_id: dict[str, int] = {}
+        self.send_lag = LatencySeries()
+        self.enqueue = LatencySeries()
+        self.wake = LatencySeries()
+        self._succeeded_ids: set[str] = set()
+        self._duplicate_ids: set[str] = set()
+        self._enqueued_at: dict[str, float] | None = {} if track_wake else None
+        """With ``track_wake``: when each task's enqueue call returned, until it is claimed."""
+        self._claimed_early: set[str] = set()
+        """Tasks claimed before their enqueue call returned (their wake is 0)."""
 
     def on_claimed(self, tasks: Sequence[Task]) -> None:
+        """Count claimed tasks; time the queue wait of each first attempt."""
         self.claimed += len(tasks)
+        measure_from = self.measure_from
+        self.queue.add_many(
+            [
+                (task.started_at or task.created_at) - task.created_at
+                for task in tasks
+                if task.attempts == 1 and task.created_at >= measure_from
+            ]
+        )
+        if self._enqueued_at is not None:
+            self._time_wake(tasks)
+        if self.latency.buffered >= FLUSH_EVERY or self.queue.buffered >= FLUSH_EVERY:
+            self.flush()
+
+    def _time_wake(self, tasks: Sequence[Task]) -> None:
+        enqueued, add = self._enqueued_at or {}, self.wake.add
+        for task in tasks:
+            if task.attempts != 1 or task.created_at < self.measure_from:
+                continue
+            returned = enqueued.pop(task.id, None)
+            if returned is None:
+                self._claimed_early.add(task.id)
+                add(0.0)
+            else:
+                add(max(0.0, (task.started_at or returned) - returned))
 
     def on_outcome(self, task: Task, outcome: Outcome) -> None:
         """Count one attempt's outcome; ``task`` is the claimed (running) task."""
-        finished = outcome.finished_at
-        self.service.add(finished - (task.started_at or finished))
         status = outcome.status
-        if status is TaskStatus.SUCCEEDED:
+        if status is _SUCCEEDED:
             self.succeeded += 1
-            self.successes_by_id[task.id] = self.successes_by_id.get(task.id, 0) + 1
-            self.latency.add(finished - task.created_at)
-        elif status is TaskStatus.DEAD:
+            if task.id in self._succeeded_ids:
+                self._duplicate_ids.add(task.id)
+            else:
+                self._succeeded_ids.add(task.id)
+        elif status is _DEAD:
             self.dead += 1
-            self.latency.add(finished - task.created_at)
         else:
             self.retried += 1
+        if task.created_at >= self.measure_from:
+            self._time(task, outcome)
+
+    def _time(self, task: Task, outcome: Outcome) -> None:
+        """Time a measured attempt: its service, and its latency if it ended the task."""
+        finished = outcome.finished_at
+        self.service.add(finished - (task.started_at or finished))
+        if outcome.status is not _QUEUED:
+            self.measured += 1
+            self.latency.add(finished - task.created_at)
+            if finished > self.last_end:
+                self.last_end = finished
+
+    def flush(self) -> None:
+        """Fold every buffered sample into its histogram."""
+        for name in SERIES:
+            self.series(name).flush()
+
+    def on_enqueued(self, tasks: Sequence[Task], sent: float, returned: float) -> None:
+        """The open loop's producer called ``enqueue(tasks)`` at ``sent``; it returned at
+        ``returned``. Each task's ``created_at`` is its scheduled arrival."""
+        for task in tasks:
+            if task.created_at < self.measure_from:
+                continue
+            self.send_lag.add(sent - task.created_at)
+            self.enqueue.add(returned - sent)
+            self._note_enqueued(task.id, returned)
+
+    def _note_enqueued(self, task_id: str, returned: float) -> None:
+        if self._enqueued_at is None:
+            return
+        if task_id in self._claimed_early:
+            self._claimed_early.discard(task_id)
+        else:
+            self._enqueued_at[task_id] = returned
 
     @property
     def failed(self) -> int:
@@ -113,4 +244,47 @@ class Recorder:
     @property
     def duplicates(self) -> int:
         """Ids reported as succeeded more than once."""
-        return sum(1 for count in self.successes_by_id.values() if count > 1)
+        return len(self._duplicate_ids)
+
+    def series(self, name: str) -> LatencySeries:
+        """One of :data:`SERIES` by name."""
+        found: LatencySeries = getattr(self, name)
+        return found
+
+    def encoded_histograms(self) -> dict[str, str]:
+        """Every series with samples, as base64 text by name (for the results file)."""
+        return {name: self.series(name).encoded() for name in SERIES if self.series(name).count}
+
+
+def _claimed_tasks(count: int, now: float) -> list[tuple[Task, Outcome]]:
+    """``count`` running first attempts, each with the outcome that ends it."""
+    template = replace(Task.new("bench", now=now), status=TaskStatus.RUNNING, attempts=1)
+    pairs = []
+    for index in range(count):
+        task = replace(template, id=f"{index:032x}", started_at=now + 0.001, lease_owner="w")
+        pairs.append((task, Outcome.succeeded(task.lease, None, now=now + 0.002)))
+    return pairs
+
+
+def hook_cpu_per_task(count: int = 20_000, batch: int = 50) -> float:
+    """CPU seconds the Recorder's hooks cost per task, measured on ``count`` tasks.
+
+    The tasks are claimed in batches of ``batch`` and each succeeds once, as in
+    a no-op drain; only the hook calls are timed (``time.process_time``).
+    The fastest of :data:`HOOK_TRIALS` trials is kept: the least disturbed by
+    the rest of the machine. Beside a drain's CPU per task this bounds the
+    harness's overhead with far less noise than two drains compared on a
+    busy machine.
+    """
+    pairs = _claimed_tasks(count, time.time())
+    batches = [[task for task, _ in pairs[i : i + batch]] for i in range(0, count, batch)]
+    fastest = math.inf
+    for _ in range(HOOK_TRIALS):
+        recorder = Recorder()
+        start = time.process_time()
+        for claimed in batches:
+            recorder.on_claimed(claimed)
+        for task, outcome in pairs:
+            recorder.on_outcome(task, outcome)
+        fastest = min(fastest, time.process_time() - start)
+    return fastest / count

@@ -1,14 +1,20 @@
 """The ``taskbench`` command, run as a real subprocess (``python -m taskbench.cli``).
 
 Checks what a user or a script sees: ``--json`` is exactly one JSON object
-with every field, the accounting adds up for every executor and for a
-memory and a SQLite store, and bad input exits 2 with our message on stderr
-and no traceback.
+with every field, the accounting adds up for every executor, every mode and
+for a memory and a SQLite store, every run lands in its results file (one
+row per repeat) that ``results list`` and ``results compare`` read back, no
+password reaches any output or file, and bad input exits 2 with our message
+on stderr and no traceback.
+
+Every run writes into a temporary results folder (``$TASKBENCH_RESULTS_DIR``),
+never into the checkout's data/.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +22,32 @@ from typing import Any
 
 import pytest
 
+from taskbench.bench.results import RESULTS_DIR_VARIABLE, load_runs
+from taskbench.cli import main
+
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTORS = ["taskbench", "asyncio", "threads"]
 JSON_FIELDS = {
     "store", "workload", "executor", "tasks", "concurrency", "enqueue_tps", "drain_tps",
-    "latency_ms", "succeeded", "failed", "dead", "lost", "duplicates", "wall_s", "cpu_s",
-    "max_rss_mb",
+    "latency_ms", "queue_ms", "succeeded", "failed", "dead", "lost", "duplicates", "wall_s",
+    "cpu_s", "max_rss_mb", "resources", "mode", "results_file",
+}  # fmt: skip
+LOAD_FIELDS = {
+    "mode", "store", "workload", "tasks", "rate", "duration_s", "measured", "achieved_tps",
+    "offered_tps", "latency_ms", "queue_ms", "service_ms", "send_lag_ms", "enqueue_ms",
+    "wake_ms", "succeeded",
+    "dead", "lost", "duplicates", "resources", "results_file",
 }  # fmt: skip
 GOOD = ["--store", "memory://", "--tasks", "10", "--concurrency", "2", "--workload", "noop"]
+PASSWORD = "s3cret-pw"
+
+
+@pytest.fixture(autouse=True)
+def results_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's runs go to a folder of its own (the subprocesses inherit it)."""
+    folder = tmp_path / "runs"
+    monkeypatch.setenv(RESULTS_DIR_VARIABLE, str(folder))
+    return folder
 
 
 def taskbench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,18 +58,43 @@ def taskbench(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=90,
         check=False,
+        env=os.environ.copy(),
     )
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the command's ``main`` here: its exit code, stdout and stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse refuses bad usage by exiting
+        code = int(exit.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def printed_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    """The one JSON object an in-process ``--json`` run printed."""
+    code, out, err = in_process(capsys, *args)
+    assert code == 0, err
+    assert out.endswith("}\n") and out.count("\n") == 1, out
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def json_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The one JSON object a successful ``--json`` run printed, and nothing else."""
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("}\n") and done.stdout.count("\n") == 1, done.stdout
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def bench_json(store: str, tasks: int, workload: str, executor: str) -> dict[str, Any]:
     done = taskbench(
         "bench", "--store", store, "--tasks", str(tasks), "--concurrency", "20",
-        "--workload", workload, "--executor", executor, "--json",
+        "--workload", workload, "--executor", executor, "--json", "--no-save",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.endswith("}\n") and done.stdout.count("\n") == 1, done.stdout
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return json_of(done)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -57,7 +106,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_json_has_every_field_and_the_accounting_adds_up(store_url: str, executor: str) -> None:
     result = bench_json(store_url, 300, "noop", executor)
     assert result.keys() >= JSON_FIELDS
-    assert set(result["latency_ms"]) == {"p50", "p95", "p99"}
+    assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert (result["store"], result["executor"], result["workload"]) == (
         store_url,
         executor,
@@ -91,6 +140,10 @@ def test_without_json_it_prints_a_readable_summary() -> None:
     [
         (["--help"], "bench"),
         (["bench", "--help"], "--workload SPEC"),
+        (["bench", "--help"], "--mode {drain,open,closed}"),
+        (["overhead", "--help"], "--repeats N"),
+        (["results", "--help"], "RUN_B against RUN_A on one metric"),
+        (["results", "compare", "--help"], "RUN_A RUN_B"),
         (["backlog", "--help"], "--backlog N"),
         (["peers", "--help"], "--peers PEERS"),
     ],
@@ -130,6 +183,56 @@ def test_bad_input_exits_2_with_the_message_and_no_traceback(args: list[str], me
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+BAD_LOAD_INPUT = [
+    pytest.param([*GOOD, "--repeats", "0"], "must be a positive integer", id="repeats"),
+    pytest.param([*GOOD, "--warmup", "lots"], "warmup must be", id="warmup"),
+    pytest.param([*GOOD, "--warmup", "2s"], "not seconds", id="drain-warmup-seconds"),
+    pytest.param([*GOOD, "--mode", "sideways"], "invalid choice: 'sideways'", id="mode"),
+    pytest.param([*GOOD, "--rate", "5"], "--rate does not apply to --mode drain", id="drain-rate"),
+    pytest.param(GOOD[:2] + GOOD[4:], "--mode drain needs --tasks", id="drain-no-tasks"),
+    pytest.param(
+        [*GOOD[:2], *GOOD[4:], "--mode", "open", "--rate", "0", "--duration", "1"],
+        "rate must be > 0",
+        id="open-rate-zero",
+    ),
+    pytest.param(
+        [*GOOD[:2], *GOOD[4:], "--mode", "open", "--rate", "10", "--duration", "-1"],
+        "duration must be > 0",
+        id="open-duration-negative",
+    ),
+    pytest.param(
+        [*GOOD[:2], *GOOD[4:], "--mode", "open", "--rate", "fast", "--duration", "1"],
+        "expected a number",
+        id="open-rate-text",
+    ),
+    pytest.param(
+        [*GOOD[:2], *GOOD[4:], "--mode", "open", "--duration", "1"],
+        "--mode open needs --rate",
+        id="open-no-rate",
+    ),
+    pytest.param(
+        [*GOOD, "--mode", "open", "--rate", "10", "--duration", "1"],
+        "--tasks does not apply to --mode open",
+        id="open-tasks",
+    ),
+    pytest.param(
+        [*GOOD[:2], *GOOD[4:], "--mode", "closed", "--tasks", "0"],
+        "must be a positive integer",
+        id="closed-tasks-zero",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_LOAD_INPUT)
+def test_bad_load_options_exit_2_before_anything_runs(
+    args: list[str], message: str, results_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = in_process(capsys, "bench", *args)
+    assert code == 2, (out, err)
+    assert message in err and out == ""
+    assert not results_folder.exists()
 
 
 def test_an_unreachable_store_exits_1_without_its_password() -> None:
@@ -173,3 +276,160 @@ def test_other_commands_refuse_bad_input(args: list[str], message: str) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- load modes (in process: the same main(), without a new interpreter per run) ------
+
+Capture = pytest.CaptureFixture[str]
+
+
+def test_open_mode_reports_from_the_schedule_and_accounts_for_every_task(capsys: Capture) -> None:
+    result = printed_json(
+        capsys, "bench", "--store", "memory://", "--mode", "open", "--rate", "200",
+        "--duration", "1", "--warmup", "0.25s", "--concurrency", "5",
+        "--workload", "noop+priority:mixed", "--json",
+    )  # fmt: skip
+    assert result.keys() >= LOAD_FIELDS
+    shape = (result["mode"], result["rate"], result["duration_s"], result["tasks"])
+    assert shape == ("open", 200, 1, 200)
+    assert (result["succeeded"], result["lost"], result["duplicates"]) == (200, 0, 0)
+    assert result["measured"] == 150
+    assert result["send_lag_ms"]["p50"] >= 0 and result["queue_ms"]["p99"] > 0
+
+
+def test_closed_mode_prints_a_readable_summary(capsys: Capture) -> None:
+    code, out, err = in_process(
+        capsys, "bench", "--store", "memory://", "--mode", "closed", "--tasks", "100",
+        "--concurrency", "4", "--workload", "sleep:1", "--warmup", "10",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "mode         closed  (warm-up 10)" in out
+    assert "110 sent, 100 measured" in out
+    assert "110 succeeded, 0 dead, 0 lost, 0 duplicates" in out
+
+
+def test_no_metrics_still_verifies_and_says_what_it_did_not_measure(capsys: Capture) -> None:
+    result = printed_json(capsys, "bench", *GOOD, "--no-metrics", "--json")
+    assert (result["succeeded"], result["lost"], result["metrics"]) == (10, 0, False)
+    assert (result["latency_ms"], result["duplicates"], result["resources"]) == (None, None, None)
+
+
+# -- saved results --------------------------------------------------------------------
+
+
+def test_repeats_save_one_row_each_and_print_the_spread(
+    results_folder: Path, capsys: Capture
+) -> None:
+    printed = printed_json(capsys, "bench", *GOOD, "--repeats", "3", "--json")
+    assert len(printed["repeats"]) == 3
+    assert printed["summary"]["drain_tps"]["n"] == 3
+    frame = load_runs(results_folder)
+    assert printed["results_file"].startswith(str(results_folder))
+    assert list(frame["repeat"]) == [0, 1, 2] and frame["run_id"].nunique() == 1
+    assert list(frame["succeeded"]) == [10, 10, 10]
+    assert frame["hist"].notna().all() and frame["queue_hist"].notna().all()
+
+
+def test_no_save_writes_nothing_and_results_dir_is_obeyed(
+    results_folder: Path, tmp_path: Path, capsys: Capture
+) -> None:
+    assert printed_json(capsys, "bench", *GOOD, "--no-save", "--json")["results_file"] is None
+    assert not results_folder.exists()
+    elsewhere = tmp_path / "elsewhere"
+    _, out, _ = in_process(capsys, "bench", *GOOD, "--results-dir", str(elsewhere))
+    assert f"saved        {elsewhere}" in out
+    assert len(load_runs(elsewhere)) == 1
+
+
+def _saved_run(capsys: Capture, *extra: str) -> str:
+    """Run a small bench; the id prefix its file name ends with."""
+    path = printed_json(capsys, "bench", *GOOD, *extra, "--json")["results_file"]
+    return Path(path).stem.rpartition("-")[2]
+
+
+def _listed(capsys: Capture, *options: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = printed_json(capsys, "results", "list", *options, "--json")["runs"]
+    return runs
+
+
+def test_results_list_shows_each_run_once_filtered_and_limited(capsys: Capture) -> None:
+    first = _saved_run(capsys, "--repeats", "2")
+    second = _saved_run(capsys, "--workload", "noop+payload:10")
+    closed = ["--store", "sqlite://", "--tasks", "5", "--concurrency", "1", "--workload", "noop"]
+    printed_json(capsys, "bench", *closed, "--mode", "closed", "--json")
+    runs = _listed(capsys)
+    assert [run["kind"] for run in runs] == ["drain", "drain", "closed"]
+    assert runs[0]["run_id"].startswith(first) and runs[0]["repeats"] == 2
+    assert runs[1]["run_id"].startswith(second) and runs[1]["workload"] == "noop+payload:10"
+    assert runs[0]["drain_tps"] > 0 and runs[2]["achieved_tps"] > 0
+    assert [run["kind"] for run in _listed(capsys, "--kind", "closed")] == ["closed"]
+    assert [run["store"] for run in _listed(capsys, "--store", "sqlite")] == ["sqlite://"]
+    assert [run["kind"] for run in _listed(capsys, "--last", "1")] == ["closed"]
+    table = in_process(capsys, "results", "list")[1].splitlines()
+    assert table[0].split()[:3] == ["run_id", "recorded_at", "kind"]
+    assert len(table) == 4 and table[1].startswith(first)
+
+
+def test_results_compare_gives_the_ratio_its_interval_and_a_verdict(capsys: Capture) -> None:
+    before = _saved_run(capsys, "--repeats", "3")
+    after = _saved_run(capsys, "--repeats", "3")
+    found = printed_json(capsys, "results", "compare", before, after, "--json")
+    assert found["metric"] == "drain_tps"
+    assert found["run_a"].startswith(before) and found["run_b"].startswith(after)
+    comparison = found["comparison"]
+    assert comparison["ci_low"] <= comparison["ratio"] <= comparison["ci_high"]
+    assert comparison["n_before"] == comparison["n_after"] == 3
+    assert comparison["verdict"] in {"better", "worse", "no significant change"}
+    latency = printed_json(
+        capsys, "results", "compare", before, after, "--metric", "latency_p99_ms", "--json"
+    )
+    assert latency["comparison"]["higher_is_better"] is False
+    _, text, _ = in_process(capsys, "results", "compare", before, after)
+    assert "B / A" in text and "CI" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["compare", "nosuchrun", "{run}"], 1, "no saved run 'nosuchrun'"),
+        (["compare", "{run}", "{run}", "--metric", "bogus"], 1, "has no 'bogus'; it has:"),
+        (["list", "--last", "0"], 2, "must be a positive integer"),
+    ],
+)
+def test_results_refuses_what_is_not_there(
+    args: list[str], code: int, message: str, capsys: Capture
+) -> None:
+    run = _saved_run(capsys)
+    done = in_process(capsys, "results", *(arg.format(run=run) for arg in args))
+    assert done[0] == code and message in done[2]
+
+
+def test_an_empty_results_folder_lists_nothing(capsys: Capture) -> None:
+    assert in_process(capsys, "results", "list")[1] == "no saved runs match\n"
+
+
+def test_no_password_reaches_the_output_the_file_or_the_listing(results_folder: Path) -> None:
+    url = f"memory://bench:{PASSWORD}@local"
+    done = taskbench("bench", *_replace("--store", url), "--repeats", "2")
+    assert done.returncode == 0, done.stderr
+    listing = taskbench("results", "list", "--json")
+    files = b"".join(path.read_bytes() for path in results_folder.iterdir())
+    for seen in (done.stdout, done.stderr, listing.stdout, files.decode("latin-1")):
+        assert PASSWORD not in seen
+    assert "memory://bench:***@local" in done.stdout
+    assert "memory://bench:***@local" in listing.stdout
+
+
+def test_overhead_runs_both_sides_interleaved_and_saves_them(
+    results_folder: Path, capsys: Capture
+) -> None:
+    found = printed_json(
+        capsys, "overhead", "--store", "memory://", "--tasks", "100", "--concurrency", "4",
+        "--repeats", "2", "--json",
+    )  # fmt: skip
+    assert [r["metrics"] for r in found["with_metrics"]] == [True, True]
+    assert [r["metrics"] for r in found["without_metrics"]] == [False, False]
+    assert found["drain_tps"]["n_before"] == found["tasks_per_cpu_s"]["n_after"] == 2
+    assert found["hook_cpu_us_per_task"] > 0 and 0 < found["hook_ratio"] < 1
+    frame = load_runs(results_folder, kind="overhead")
+    assert sorted(frame["metrics"]) == [False, False, True, True]

@@ -1,7 +1,8 @@
 """The drain benchmark in-process, on the memory store: every task accounted for.
 
-Also the Recorder (counts, duplicates, percentiles) and the up-front checks.
-No timings are asserted: only that they were measured.
+Also the Recorder (counts, duplicates, percentiles, the warm-up rule), the
+warm-up and no-metrics drains, and the up-front checks. No timings are
+asserted: only that they were measured.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from dataclasses import replace
 import pytest
 
 from taskbench.bench.drain import EXECUTORS, DrainConfig, run_drain
-from taskbench.bench.metrics import Recorder
+from taskbench.bench.metrics import Recorder, hook_cpu_per_task
+from taskbench.bench.results import merge_histograms
 from taskbench.errors import ConfigError
 from taskbench.model import Outcome, Task, TaskStatus
 
 T0 = 1_700_000_000.0
 JSON_FIELDS = {
     "store", "workload", "executor", "tasks", "concurrency", "enqueue_tps", "drain_tps",
-    "latency_ms", "succeeded", "failed", "dead", "lost", "duplicates", "wall_s", "cpu_s",
-    "max_rss_mb",
+    "latency_ms", "queue_ms", "service_ms", "succeeded", "failed", "dead", "lost",
+    "duplicates", "wall_s", "cpu_s", "max_rss_mb", "warmup", "metrics", "resources", "mode",
 }  # fmt: skip
+PERCENTILES = {"p50", "p95", "p99", "max"}
 
 
 @pytest.mark.parametrize("executor", list(EXECUTORS))
@@ -31,7 +34,11 @@ async def test_noop_drain_runs_every_task_once(executor: str) -> None:
     assert (result.succeeded, result.dead, result.lost) == (1_500, 0, 0)
     assert (result.failed, result.duplicates) == (0, 0)
     assert result.drain_tps > 0 and result.enqueue_tps > 0
-    assert 0 < result.latency_ms.p50 <= result.latency_ms.p95 <= result.latency_ms.p99
+    latency, queue = result.latency_ms, result.queue_ms
+    assert latency is not None and queue is not None
+    assert 0 < latency.p50 <= latency.p95 <= latency.p99 <= latency.max
+    assert 0 < queue.p50 <= latency.p50
+    assert set(result.histograms) == {"latency", "queue", "service"}
 
 
 @pytest.mark.parametrize("executor", list(EXECUTORS))
@@ -51,7 +58,10 @@ async def test_the_result_is_plain_json_with_every_field_and_no_password() -> No
     )
     published = result.to_json_dict()
     assert published.keys() >= JSON_FIELDS
-    assert set(published["latency_ms"]) == {"p50", "p95", "p99"}
+    assert "histograms" not in published
+    assert set(published["latency_ms"]) == set(published["queue_ms"]) == PERCENTILES
+    assert published["resources"]["bench_cpu_s"] >= 0
+    assert published["resources"]["server_cpu_s"] is None  # memory: no server
     assert "s3cret" not in repr(published)
     assert published["store"] == "memory://bench:***@local"
 
@@ -64,6 +74,7 @@ async def test_the_result_is_plain_json_with_every_field_and_no_password() -> No
         ({"concurrency": -1}, "concurrency must be a positive integer"),
         ({"workload": "nap:3"}, "accepted: noop"),
         ({"executor": "celery"}, "known: taskbench, asyncio, threads"),
+        ({"warmup": -1}, "warmup must be a whole number >= 0"),
         ({"url": "memory:"}, "malformed URL"),
         ({"url": "nosuch://x"}, "unknown store scheme"),
         ({"url": "memory://?colour=blue"}, "unknown option 'colour'"),
@@ -80,6 +91,25 @@ def test_bad_arguments_are_refused_before_anything_starts(
     url = arguments.pop("url")
     with pytest.raises(ConfigError, match=fragment):
         DrainConfig.create(url, **arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("executor", list(EXECUTORS))
+async def test_without_metrics_every_task_is_still_verified(executor: str) -> None:
+    result = await run_drain(
+        "memory://", tasks=300, concurrency=10, workload="noop", executor=executor, metrics=False
+    )
+    assert (result.succeeded, result.dead, result.lost) == (300, 0, 0)
+    assert result.drain_tps > 0 and not result.metrics
+    assert (result.latency_ms, result.queue_ms, result.service_ms) == (None, None, None)
+    assert (result.failed, result.duplicates, result.resources) == (None, None, None)
+    assert result.histograms == {}
+
+
+async def test_a_warm_up_is_drained_first_and_left_out() -> None:
+    result = await run_drain("memory://", tasks=200, concurrency=10, workload="noop", warmup=150)
+    assert (result.tasks, result.warmup, result.succeeded, result.lost) == (200, 150, 200, 0)
+    timed = merge_histograms([result.histograms["latency"]])
+    assert timed.get_total_count() == 200  # the warm-up's 150 were not timed
 
 
 def _running(task_id: str, started: float) -> Task:
@@ -115,3 +145,53 @@ def test_retried_attempts_have_a_service_time_but_no_latency() -> None:
     task = _running("a", T0 + 0.5)
     recorder.on_outcome(task, Outcome.retry(task.lease, "x", run_at=T0 + 2, now=T0 + 1.0))
     assert (recorder.latency.count, recorder.service.count) == (0, 1)
+
+
+def test_queue_wait_is_origin_to_start_of_the_first_attempt_only() -> None:
+    recorder = Recorder()
+    first, second = _running("a", T0 + 0.25), replace(_running("b", T0 + 5.0), attempts=2)
+    recorder.on_claimed([first, second])
+    assert recorder.claimed == 2
+    assert recorder.queue.count == 1
+    assert recorder.queue.percentiles_ms()["p50"] == pytest.approx(250.0, rel=1e-3)
+
+
+def test_the_warm_up_is_counted_but_not_timed() -> None:
+    recorder = Recorder(measure_from=T0 + 10)
+    early = _running("early", T0 + 1)
+    late = replace(_running("late", T0 + 10.5), created_at=T0 + 10)
+    recorder.on_claimed([early, late])
+    for task in (early, late):
+        recorder.on_outcome(task, Outcome.succeeded(task.lease, None, now=T0 + 11))
+    assert (recorder.succeeded, recorder.measured, recorder.last_end) == (2, 1, T0 + 11)
+    assert recorder.latency.count == recorder.queue.count == recorder.service.count == 1
+    assert recorder.latency.percentiles_ms()["max"] == pytest.approx(1000.0, rel=1e-3)
+
+
+def test_the_hooks_cost_is_measured_per_task() -> None:
+    assert hook_cpu_per_task(count=2_000, batch=40) > 0
+
+
+def test_the_open_loop_splits_the_queue_wait_in_three() -> None:
+    recorder = Recorder(measure_from=T0, track_wake=True)
+    warm = Task.new("bench", id="warm", now=T0 - 1)
+    late, early = Task.new("bench", id="late", now=T0), Task.new("bench", id="early", now=T0)
+    recorder.on_enqueued([warm, late], T0 + 0.002, T0 + 0.005)
+    claimed = [replace(late, status=TaskStatus.RUNNING, attempts=1, started_at=T0 + 0.015)]
+    claimed.append(replace(early, status=TaskStatus.RUNNING, attempts=1, started_at=T0 + 0.001))
+    recorder.on_claimed(claimed)  # "early" was claimed before its enqueue call returned
+    recorder.on_enqueued([early], T0, T0 + 0.003)
+    assert recorder.send_lag.count == recorder.enqueue.count == recorder.wake.count == 2
+    assert recorder.send_lag.percentiles_ms()["max"] == pytest.approx(2.0, rel=1e-2)
+    assert recorder.enqueue.percentiles_ms()["p50"] == pytest.approx(3.0, rel=1e-2)
+    wake = recorder.wake.percentiles_ms()
+    assert wake["max"] == pytest.approx(10.0, rel=1e-2) and wake["p50"] <= 0.001
+    assert recorder._enqueued_at == {} and recorder._claimed_early == set()  # nothing left over
+
+
+def test_without_tracking_there_is_no_wake_series() -> None:
+    recorder = Recorder()
+    task = Task.new("bench", now=T0)
+    recorder.on_enqueued([task], T0 + 0.001, T0 + 0.002)
+    recorder.on_claimed([replace(task, status=TaskStatus.RUNNING, attempts=1, started_at=T0 + 1)])
+    assert (recorder.enqueue.count, recorder.wake.count) == (1, 0)
