@@ -141,11 +141,15 @@ def create_statements(dialect_name: str, *, with_indexes: bool = True) -> list[s
         str(CreateTable(table, if_not_exists=True).compile(dialect=target))
         for table in (tasks, fences)
     ]
+    # The fence row is seeded before the indexes: CREATE INDEX locks the task
+    # table even when the index exists, and a leader's fenced write holds the
+    # fence row while it needs that table, so the other order can deadlock
+    # with a worker opening the store.
+    statements.append(_seed_fence(dialect_name))
     if with_indexes:
         for index in sorted(tasks.indexes, key=lambda i: str(i.name)):
             ddl = CreateIndex(index, if_not_exists=True).compile(dialect=target)
             statements.append(str(ddl))
-    statements.append(_seed_fence(dialect_name))
     return [s.strip() for s in statements]
 
 
