@@ -75,7 +75,9 @@ def _run_processes(url: str) -> dict[str, list[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["improved", "legacy"])
 async def test_processes_claim_every_task_exactly_once(tmp_path: Path, profile: str) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}?profile={profile}"
+    # A generous busy timeout: the legacy profile (rollback journal, a connection
+    # per operation) is slow by design, and this test is about correctness.
+    url = f"sqlite:///{tmp_path / 'shared.db'}?profile={profile}&busy_timeout_ms=120000"
     store = open_store(url)
     await store.open()
     try:
