@@ -10,6 +10,7 @@ import pytest
 from tests.backends import STORE_BACKENDS
 
 _BACKENDS = [*STORE_BACKENDS, "etcd"]
+_ALIASES = {"mariadb": "mysql", "postgresql": "postgres"}
 _PARAM = re.compile(r"\[([^\]]+)\]$")
 _ran: Counter[str] = Counter()
 
@@ -23,6 +24,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     params = match[1].replace("sqlite-legacy", "sqlite_legacy").split("-")
     for part in params:
         name = part.replace("sqlite_legacy", "sqlite-legacy")
+        name = _ALIASES.get(name, name)
         if name in _BACKENDS:
             _ran[name] += 1
 
