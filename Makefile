@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 study: setup
-	$(BIN)/taskbench bench --store sqlite:///data/quickstart.db --tasks 20000 --concurrency 50 --workload noop
+	$(BIN)/taskbench study
 
 lint: setup
 	$(BIN)/ruff check taskbench tests
