@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import importlib.util
 import itertools
 import json
 import logging
@@ -1015,6 +1016,51 @@ def count_tests(root: Path = CHECKOUT_ROOT) -> list[dict[str, Any]]:
         }
         for path, count in sorted(files.items())
     ]
+
+
+COVERAGE_TIMEOUT_S = 900
+
+
+def coverage_by_module(
+    test_paths: Sequence[str], root: Path = CHECKOUT_ROOT
+) -> list[dict[str, Any]]:
+    """Line coverage of each ``taskbench`` module by the tests at ``test_paths``.
+
+    Runs ``coverage run -m pytest`` in a subprocess (a data file of its own in a
+    temporary folder), then reads ``coverage json``. One row per module:
+    ``module``, ``statements``, ``covered``, ``percent``; empty when coverage or
+    pytest is not installed (``pip install 'taskbench[dev]'``). Raises
+    BenchmarkError when the tests fail, since a failing suite covers nothing
+    worth reporting.
+    """
+    if not all(importlib.util.find_spec(name) for name in ("coverage", "pytest")):
+        return []
+    with tempfile.TemporaryDirectory(prefix="taskbench-coverage-") as folder:
+        data, report = Path(folder) / ".coverage", Path(folder) / "coverage.json"
+        run = [sys.executable, "-m", "coverage", "run", f"--data-file={data}", "--source=taskbench"]
+        tests = ["-m", "pytest", "-q", "-p", "no:cacheprovider", *test_paths]
+        done = subprocess.run(
+            [*run, *tests], cwd=root, capture_output=True, text=True,
+            timeout=COVERAGE_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise BenchmarkError(f"the tests under coverage failed:\n{scrub(done.stdout[-2000:])}")
+        export = ["json", f"--data-file={data}", "-o", str(report)]
+        coverage = [sys.executable, "-m", "coverage"]
+        subprocess.run([*coverage, *export], cwd=root, capture_output=True, check=True, timeout=120)
+        files = json.loads(report.read_text())["files"]
+    rows = [_coverage_row(path, found["summary"]) for path, found in files.items()]
+    return sorted((row for row in rows if row["statements"]), key=lambda row: row["module"])
+
+
+def _coverage_row(path: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    module = Path(path).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+    return {
+        "module": module,
+        "statements": summary["num_statements"],
+        "covered": summary["covered_lines"],
+        "percent": round(summary["percent_covered"], 1),
+    }
 
 
 # -- the recommendation, from the chapters' summaries -----------------------------------------

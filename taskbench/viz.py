@@ -343,6 +343,25 @@ def timeline(
     return _finish(figure, title, "time since start (s)", y_title)
 
 
+def coverage_bars(rows: Sequence[Mapping[str, Any]], title: str) -> go.Figure:
+    """Horizontal bars of line coverage per module, the module's size in the hover."""
+    figure = go.Figure(
+        go.Bar(
+            x=[row["percent"] for row in rows],
+            y=[row["module"].removeprefix("taskbench.") for row in rows],
+            orientation="h",
+            marker_color=[PALETTE[0] if row["percent"] >= 80 else PALETTE[1] for row in rows],
+            customdata=[[row["covered"], row["statements"]] for row in rows],
+            hovertemplate="%{y}: %{x:.1f}% (%{customdata[0]} of %{customdata[1]} lines)"
+            "<extra></extra>",
+        )
+    )
+    figure.update_xaxes(range=[0, 100])
+    figure.update_yaxes(automargin=True, autorange="reversed", tickfont={"size": 11})
+    height = max(HEIGHT, 20 * len(rows) + 160)
+    return _finish(figure, title, "lines covered (%)", "", height=height)
+
+
 def test_counts(rows: Sequence[Mapping[str, Any]], title: str) -> go.Figure:
     """Horizontal bars of collected tests per test file, one colour per kind of test."""
     figure = go.Figure()

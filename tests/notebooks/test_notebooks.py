@@ -221,6 +221,10 @@ def test_improvements_before_and_after(report: Path) -> None:
         if run["retry"]:
             assert run["dead"] == 0
     assert found["tests"]["total"] > 0 and found["tests"]["contract"] > 0
+    coverage = found["coverage"]
+    assert coverage["tests"] == ["tests/unit"]
+    assert 0 < coverage["modules"]["taskbench.stores.memory"] <= 100
+    assert coverage["modules"]["taskbench.executor"] > 50, "the unit tests drive the executor"
     execution = found["execution"]
     assert execution["before_tps"] == 0 and execution["ratio"] > 1.0
     for run in execution["runs"]:

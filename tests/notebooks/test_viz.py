@@ -70,3 +70,15 @@ def test_timeline_turns_counts_per_bin_into_rates() -> None:
     (line,) = figure.data
     assert list(line.x) == [0.0, 0.5, 1.0] and list(line.y) == [2.0, 0.0, 6.0]
     assert line.line.dash == "dot"
+
+
+def test_coverage_bars_flag_modules_under_80_percent() -> None:
+    rows = [
+        {"module": "taskbench.executor", "statements": 300, "covered": 290, "percent": 96.7},
+        {"module": "taskbench.stores.redis", "statements": 200, "covered": 100, "percent": 50.0},
+    ]
+    (bars,) = viz.coverage_bars(rows, title="t").data
+    assert list(bars.y) == ["executor", "stores.redis"]
+    assert list(bars.x) == [96.7, 50.0]
+    assert bars.marker.color[0] != bars.marker.color[1]
+    assert [list(pair) for pair in bars.customdata] == [[290, 300], [100, 200]]
