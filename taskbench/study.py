@@ -45,6 +45,7 @@ The sections below follow that list; each could be a module of its own
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import html
 import importlib.util
@@ -84,6 +85,7 @@ from taskbench.bench import backlog as backlog_bench
 from taskbench.bench.environment import git_state, machine, requires_extra, scrub
 from taskbench.errors import BenchmarkError, ConfigError, StoreUnavailableError, TaskbenchError
 from taskbench.executor import TaskExecutor
+from taskbench.faults.etcd import EtcdCluster, find_etcd
 from taskbench.model import RetryPolicy, Task, TaskPriority, TaskStatus
 from taskbench.ratelimit import RateLimit, TokenBucket
 from taskbench.stores import TaskStore, open_store
@@ -105,6 +107,7 @@ SERVER_VARIABLES = {
     "mysql": "TASKBENCH_TEST_MYSQL_URL",
 }
 """Server backends, and the environment variable that gives each one's URL."""
+ETCD_VARIABLE = "TASKBENCH_TEST_ETCD_URL"
 PROBE_TIMEOUT_S = 5.0
 KERNEL = "python3"
 CHROMIUM_FLAGS = (
@@ -400,6 +403,20 @@ class Session:
     scratch_dir: Path
     references: References = field(default_factory=References)
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    etcd: EtcdCluster | None = None
+
+    def etcd_url(self, given: str | None = None) -> str | None:
+        """An etcd to measure on: ``given``, else ``$TASKBENCH_TEST_ETCD_URL``, else one
+        throwaway member this session starts (stopped when the kernel exits) if the etcd
+        binary is installed; None when there is none (the chapter shows references)."""
+        url = given or os.environ.get(ETCD_VARIABLE)
+        if url or find_etcd() is None:
+            return url
+        if self.etcd is None:
+            self.etcd = EtcdCluster(self.scratch_dir / "etcd").start()
+            atexit.register(self.etcd.stop)
+            print(f"  etcd           live: a throwaway member on {self.etcd.endpoints}")
+        return self.etcd.url
 
     def pick(self, *, fast: Any, default: Any, full: Any) -> Any:
         """The value for this session's size."""
@@ -961,6 +978,51 @@ async def cli_json(*args: str, timeout: float = 900.0) -> JSON:
         tail = scrub(err.decode(errors="replace")[-2000:])
         raise BenchmarkError(f"taskbench {args[0]} failed (exit {process.returncode}): {tail}")
     return json.loads(out)
+
+
+DISTRIBUTED_OPTIONS = {
+    "A: etcd election": ("etcd", "leader"),
+    "B: Redis election": ("redis", "leader"),
+    "leaderless (row locks)": ("redis", "leaderless"),
+}
+"""The report's distributed options (section 1.2; its option C, a home-made consensus, is
+rejected on purpose) and Airflow's leaderless design: label -> (coordinator, mode)."""
+
+
+async def distributed_option(
+    fresh_store: Callable[[], str],
+    coordinator_url: str,
+    mode: str,
+    *,
+    workers: int,
+    tasks: int,
+    kills: int,
+    ttl: float,
+) -> dict[str, Any]:
+    """One distributed option measured: throughput of ``workers`` processes on I/O-bound
+    tasks (``taskbench cluster``), then ``kills`` kill -9s under load (``taskbench
+    failover``: the leader, or any worker when leaderless). Each on a fresh store."""
+    common = ["--coordinator", coordinator_url, "--mode", mode, "--workload", "sleep:20"]
+    cluster = await cli_json(
+        "cluster", "--store", fresh_store(), *common,
+        "--workers", str(workers), "--tasks", str(tasks), "--concurrency", "10",
+    )  # fmt: skip
+    (run,) = cluster["runs"]
+    failover = await cli_json(
+        "failover", "--store", fresh_store(), *common,
+        "--workers", str(workers), "--tasks", str(tasks), "--kills", str(kills),
+        "--ttl", str(ttl),
+    )  # fmt: skip
+    return {
+        "workers": workers,
+        "tasks_per_s": run["tasks_per_s"],
+        "failover_p50_s": failover["failover_s"]["p50"],
+        "failover_max_s": failover["failover_s"]["max"],
+        "kills": kills,
+        "stale_writes_accepted": failover["stale_writes_accepted"],
+        "lost": run["lost"] + failover["lost"],
+        "duplicates": run["duplicates"] + failover["duplicates"],
+    }
 
 
 def server_installed(server: str) -> bool:

@@ -190,6 +190,11 @@ def test_compare_measures_every_store_and_executor(report: Path) -> None:
     assert {row["executor"] for row in found["executors"]} == {"taskbench", "asyncio", "threads"}
     for ratio in found["executor_ratios"].values():
         assert 0 < ratio["ci_low"] <= ratio["ratio"] <= ratio["ci_high"]
+    options = {row["option"]: row for row in found["distributed"]}
+    assert set(options) == set(study.DISTRIBUTED_OPTIONS)
+    for option, row in options.items():
+        assert row["lost"] == row["stale_writes_accepted"] == 0, option
+        assert row["tasks_per_s"] > 0 and 0 < row["failover_p50_s"] <= row["failover_max_s"]
 
 
 def test_bottlenecks_find_the_scan_and_its_cost(report: Path) -> None:
