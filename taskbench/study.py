@@ -1037,9 +1037,17 @@ def server_installed(server: str) -> bool:
 
 
 async def crash_run(
-    server: str, setting: str, *, tasks: int, worker_kills: int, server_kills: int
+    server: str,
+    setting: str | None,
+    *,
+    tasks: int,
+    worker_kills: int,
+    server_kills: int,
+    server_restarts: int = 0,
 ) -> dict[str, Any]:
-    """One crash experiment (:mod:`taskbench.faults.crash`): its figures as JSON data.
+    """One crash or restart experiment (:mod:`taskbench.faults.crash`) as JSON data.
+
+    ``setting`` None is the server's default durable setting.
 
     The servers it kills on purpose make the stores and their drivers log
     reconnections: every logger below CRITICAL is held back while it runs.
@@ -1052,6 +1060,7 @@ async def crash_run(
         tasks=tasks,
         worker_kills=worker_kills,
         server_kills=server_kills,
+        server_restarts=server_restarts,
     )
     with quiet_logs("", logging.CRITICAL):  # the root: drivers' loggers (asyncpg.pool...) too
         result = await run_experiment(plan)

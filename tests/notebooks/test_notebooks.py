@@ -208,6 +208,9 @@ def test_bottlenecks_find_the_scan_and_its_cost(report: Path) -> None:
     assert at_largest["sqlite-legacy"] > at_largest["sqlite"]
     assert found["profiles"]["sqlite"]["top"], "the profiler ranked no function"
     assert set(found["scaling_slopes"]) >= {"memory", "sqlite"}
+    assert set(found["process_slopes"]) >= {"sqlite"}
+    assert {point["value"] for point in found["process_points"]} == {1, 2}
+    assert all(point["drain_tps"] > 0 for point in found["process_points"])
 
 
 def test_improvements_before_and_after(report: Path) -> None:
@@ -260,6 +263,15 @@ def test_reliability_keeps_what_each_setting_promises(report: Path) -> None:
             assert run["lost"] == run["corrupted"] == 0, run["label"]
     assert found["soak"]["lost"] == 0 and found["soak"]["succeeded"] == found["soak"]["tasks"]
     assert found["hostile"]["cases"] > 0
+    assert {run["label"].split(":")[0] for run in found["restarts"]} >= {"redis"}
+    for run in found["restarts"]:
+        assert run["server_restarts"] > 0, run["label"]
+        assert run["lost"] == run["corrupted"] == 0, run["label"]
+    backups = {row["store"].removesuffix(" (reference)"): row for row in found["backups"]}
+    assert "sqlite" in backups
+    for store, row in backups.items():
+        assert row["mismatches"] == row["order_mismatches"] == 0 and row["writable"], store
+        assert row["tasks"] > 0
 
 
 def test_recommendation_reads_the_other_chapters(report: Path) -> None:
