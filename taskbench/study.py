@@ -56,6 +56,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -1557,9 +1558,36 @@ def find_chromium() -> str | None:
     return next((path for name in names if (path := shutil.which(name))), None)
 
 
-def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+CHROMIUM_TIMEOUT_S = 180.0
+CHROMIUM_ATTEMPTS = 2
+
+
+def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    """Run headless Chromium to completion; None if it hung in every attempt.
+
+    Chromium starts helper processes (zygote, renderer, GPU) that outlive a
+    killed parent, so each run gets a process group of its own and a timeout
+    kills the whole group. A headless run very occasionally never exits on a
+    loaded machine; one retry is allowed before the page counts as failed.
+    """
     command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    for _ in range(CHROMIUM_ATTEMPTS):
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, err = process.communicate(timeout=CHROMIUM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            continue
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+    return None
 
 
 def _drawn_figures(dom: str) -> int:
@@ -1590,11 +1618,12 @@ def check_page(page: Path, binary: str, screenshot: Path | None) -> PageCheck:
             "--dump-dom",
             hooked.as_uri(),
         )
+    hung = f"chromium did not finish in {CHROMIUM_ATTEMPTS} x {CHROMIUM_TIMEOUT_S:.0f} s"
     return PageCheck(
         page=page.name,
         figures=len(FIGURE_DIV.findall(source)),
-        drawn=_drawn_figures(shown.stdout),
-        errors=tuple(CONSOLE_ERROR.findall(shown.stderr)),
+        drawn=_drawn_figures(shown.stdout) if shown else 0,
+        errors=tuple(CONSOLE_ERROR.findall(shown.stderr)) if shown else (hung,),
         remote_scripts=len(REMOTE_SCRIPT.findall(source)),
         screenshot=str(screenshot) if screenshot is not None and screenshot.exists() else None,
     )

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from taskbench import Task, study
@@ -313,3 +314,28 @@ def test_the_browser_check_flags_scripts_fetched_from_the_network(tmp_path: Path
     check = study.check_page(page, binary, screenshot=tmp_path / "remote.png")
     assert check.remote_scripts == 1 and not check.ok
     assert check.screenshot is not None and Path(check.screenshot).stat().st_size > 0
+
+
+def test_a_browser_that_hangs_fails_the_page_and_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in for a Chromium that never exits: it starts a helper and waits forever."""
+    helper_pid = tmp_path / "helper.pid"
+    hanging = tmp_path / "hanging-browser"
+    hanging.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {helper_pid}\nwait\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr(study, "CHROMIUM_TIMEOUT_S", 1.0)
+    page = tmp_path / "page.html"
+    page.write_text(f"<html><head></head><body>{PLOT}</body></html>")
+    check = study.check_page(page, str(hanging), screenshot=None)
+    assert not check.ok and check.drawn == 0
+    assert check.errors == ("chromium did not finish in 2 x 1 s",)
+    assert not _alive(int(helper_pid.read_text())), "the browser's helper outlived it"
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie left for a reaper (pid 1 may not reap here)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
