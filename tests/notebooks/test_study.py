@@ -329,7 +329,7 @@ def test_a_browser_that_hangs_fails_the_page_and_leaves_no_process(
     page.write_text(f"<html><head></head><body>{PLOT}</body></html>")
     check = study.check_page(page, str(hanging), screenshot=None)
     assert not check.ok and check.drawn == 0
-    assert check.errors == ("chromium did not finish in 2 x 1 s",)
+    assert check.errors == ("chromium did not finish in 3 x 1 s",)
     assert not _alive(int(helper_pid.read_text())), "the browser's helper outlived it"
 
 
