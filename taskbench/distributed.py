@@ -29,7 +29,9 @@ Design rules:
 * **Leaderless mode** (Airflow's HA scheduler design, a comparison row for
   the study): no election; every worker runs the duties itself without an
   epoch, and the stores' row locks / atomic scripts keep them correct.
-* **Stopping**: :meth:`DistributedExecutor.stop` resigns *first*, so the next
+* **Stopping**: :meth:`DistributedExecutor.stop` cancels the duty loop
+  (which checks for a cancellation a driver swallowed after each call, see
+  :mod:`taskbench.coordination.base`) and resigns *first*, so the next
   campaigner takes over at once (a deleted key, not an expired one), then
   drains the executor gracefully; membership ends when the caller closes the
   coordinator, after the executor has handed back what it held.
@@ -37,7 +39,8 @@ Design rules:
   :class:`LeadershipEvent` (wall-clock time, kind, epoch, worker), kept in
   memory and passed to ``on_event`` (the CLI appends them to a JSON-lines
   file); :func:`read_events` reads them back and :func:`stale_writes_accepted`
-  checks them for the failover figures.
+  checks them for the failover figures; :func:`overlapping_epochs` finds two
+  epochs that acted at the same time.
 
 A known window: a worker that joins and claims between the leader's member
 read and its ``requeue_abandoned`` can see that claim requeued. Its
@@ -55,7 +58,6 @@ import inspect
 import itertools
 import json
 import logging
-import math
 import os
 import time
 from collections import deque
@@ -65,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from taskbench.coordination import COORDINATORS, Coordinator, Leadership, open_coordinator
+from taskbench.coordination.base import cancel_and_wait, check_seconds, raise_if_cancel_requested
 from taskbench.errors import ConfigError, CoordinatorError, StaleEpochError, TaskbenchError
 from taskbench.executor import ExecutorStats, Handler, TaskExecutor
 from taskbench.stores.base import TaskStore
@@ -177,9 +180,7 @@ def open_fenced_coordinator(url: str, store: TaskStore, **options: Any) -> Coord
 
 
 def check_duty_period(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ConfigError(f"duty_period must be a positive number of seconds, got {value!r}")
-    return float(value)
+    return check_seconds(value, "duty_period")
 
 
 def check_mode(value: str) -> Mode:
@@ -281,7 +282,7 @@ class DistributedExecutor:
         """Cancel the duty loop, then resign; re-raises a failure of the loop."""
         duties, self._duties = self._duties, None
         if duties is not None:
-            duties.cancel()
+            await cancel_and_wait(duties)  # a driver may swallow one cancellation
             with contextlib.suppress(asyncio.CancelledError):
                 await duties
         await self._resign()
@@ -308,9 +309,11 @@ class DistributedExecutor:
         if self.mode is Mode.LEADERLESS:
             while True:
                 await self._duty_round(None)
+                raise_if_cancel_requested()
                 await asyncio.sleep(self.duty_period)
         while True:
             leadership = await self._campaign()
+            raise_if_cancel_requested()  # campaign() does too; this guards the epoch source
             self._acting = leadership
             self._record(EventKind.ELECTED, leadership.epoch)
             await self._lead(leadership)
@@ -331,6 +334,7 @@ class DistributedExecutor:
                 with contextlib.suppress(CoordinatorError):
                     await self.coordinator.resign()  # so that campaigning starts afresh
                 return
+            raise_if_cancel_requested()
             await asyncio.sleep(self.duty_period)
         self._acting = None
         log.warning("%s: no longer leader (epoch %d)", self.worker_id, leadership.epoch)
@@ -375,6 +379,7 @@ class DistributedExecutor:
         if self.worker_id not in members:
             log.warning("%s: missing from the member list; not trusting it", self.worker_id)
             return
+        raise_if_cancel_requested()  # stopping: no further write (a driver may swallow it)
         if not self._may_write(leadership):
             return
         done.sent_at = time.time()
@@ -420,3 +425,39 @@ def _fenced_round(event: LeadershipEvent) -> tuple[float, float, int] | None:
         return None
     sent = event.at if event.sent_at is None else event.sent_at
     return sent, event.at, event.epoch
+
+
+def acting_spans(events: Iterable[LeadershipEvent]) -> dict[int, tuple[float, float]]:
+    """Per fenced epoch, when it acted: from its election until its last applied duty
+    write was sent (an epoch whose election is missing from the timeline starts at its
+    first write). Refused writes changed nothing and do not count."""
+    spans: dict[int, tuple[float, float]] = {}
+    for event in events:
+        moment = _acting_moment(event)
+        if moment is None or event.epoch is None:
+            continue
+        start, end = spans.get(event.epoch, (moment, moment))
+        spans[event.epoch] = (min(start, moment), max(end, moment))
+    return spans
+
+
+def overlapping_epochs(events: Iterable[LeadershipEvent]) -> list[tuple[int, int]]:
+    """Pairs of epochs that acted at the same time (see :func:`acting_spans`): with
+    self-fencing there are none, since a successor is elected only after the server
+    expired the old lease, which is after the old leader's own deadline."""
+    ordered = sorted(acting_spans(events).items(), key=lambda item: item[1])
+    pairs = []
+    for index, (epoch, (_, end)) in enumerate(ordered):
+        for other, (start, _) in ordered[index + 1 :]:
+            if start > end:
+                break
+            pairs.append((epoch, other))
+    return pairs
+
+
+def _acting_moment(event: LeadershipEvent) -> float | None:
+    """When a fenced election or an applied fenced write happened, else None."""
+    if event.kind is EventKind.ELECTED and event.epoch is not None:
+        return event.at
+    round_span = _fenced_round(event)
+    return round_span[0] if round_span else None

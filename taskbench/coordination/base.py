@@ -18,7 +18,15 @@ checks them against the real servers):
   minus ``safety_margin``. The server starts its TTL no earlier than it
   receives that refresh, so the holder stops believing it leads before the
   server can hand the key to anyone else. Past the deadline ``leadership`` is
-  None, with no server round trip, and the session is replaced.
+  None, with no server round trip. A later refresh that still finds the
+  session alive proves the key again (a campaign then returns the same
+  leadership: nobody else can have held it); one that fails replaces the
+  session, and the key expires with the old one.
+* **Cancellation is final.** A driver may swallow a cancellation (Python
+  3.11's ``asyncio.wait_for`` returns the inner result when the cancel lands
+  as that result arrives, and redis-py sends every command through it), so
+  the loops check :func:`cancel_requested` after each server call and stop,
+  and :func:`cancel_and_wait` cancels a task again until it has ended.
 * **Errors.** Driver exceptions become :class:`~taskbench.errors.CoordinatorError`
   (:class:`CoordinatorUnavailableError` when no server answers in
   ``connect_timeout``). Messages show the URL redacted, never a password.
@@ -41,7 +49,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 from taskbench.errors import (
@@ -65,6 +73,9 @@ DEFAULT_SAFETY_FRACTION = 0.1
 
 RETRYABLE = (CoordinatorUnavailableError, SessionExpiredError)
 """Errors that campaign() and observe() wait out instead of raising."""
+
+CANCEL_AGAIN_S = 0.05
+"""How long :func:`cancel_and_wait` gives a cancelled task before cancelling it again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,10 +151,38 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def _require_positive(name: str, value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
-    return float(value)
+def check_seconds(value: object, what: str) -> float:
+    """``value`` as float if it is a positive, finite number of seconds, else ConfigError.
+
+    The one check behind every timing option: the coordinators' ttl, refresh,
+    connect timeout and poll interval, the DistributedExecutor's duty period
+    and the CLI's durations."""
+    valid = isinstance(value, int | float) and not isinstance(value, bool)
+    if not valid or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type, operator]
+        raise ConfigError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def cancel_requested() -> bool:
+    """True if someone cancelled the running task, even if a driver swallowed the
+    CancelledError on its way (the request stays counted until ``uncancel``)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def raise_if_cancel_requested() -> None:
+    """Raise the CancelledError a driver swallowed, if it swallowed one."""
+    if cancel_requested():
+        raise asyncio.CancelledError
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again every
+    :data:`CANCEL_AGAIN_S` while a swallowed cancellation keeps it running. The
+    caller reads the outcome from the task (it is done on return)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN_S)
 
 
 def _require_name(name: str, value: str) -> str:
@@ -174,8 +213,8 @@ class CoordinatorSettings:
         worker_id: str | None,
         connect_timeout: float,
     ) -> CoordinatorSettings:
-        ttl = _require_positive("ttl", ttl)
-        refresh = _require_positive("refresh", ttl / 3 if refresh is None else refresh)
+        ttl = check_seconds(ttl, "ttl")
+        refresh = check_seconds(ttl / 3 if refresh is None else refresh, "refresh")
         margin = ttl * DEFAULT_SAFETY_FRACTION if safety_margin is None else safety_margin
         _check_timing(ttl, refresh, margin)
         return cls(
@@ -184,7 +223,7 @@ class CoordinatorSettings:
             safety_margin=float(margin),
             election=_require_name("election", election),
             worker_id=_require_name("worker_id", worker_id or default_worker_id()),
-            connect_timeout=_require_positive("connect_timeout", connect_timeout),
+            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
         )
 
 
@@ -319,9 +358,9 @@ class BaseCoordinator(abc.ABC, Generic[Cursor]):
         refresher, self._refresher = self._refresher, None
         if refresher is None:
             return
-        refresher.cancel()
+        await cancel_and_wait(refresher)
         with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+            await refresher  # done: re-raises only a failure of the loop
         self._held = None
         self._joined = False
         try:
@@ -356,6 +395,7 @@ class BaseCoordinator(abc.ABC, Generic[Cursor]):
             except RETRYABLE as exc:
                 await self._pause_after(exc)
                 continue
+            raise_if_cancel_requested()
             if current != last:
                 last = current
                 yield current
@@ -388,15 +428,22 @@ class BaseCoordinator(abc.ABC, Generic[Cursor]):
 
     async def _campaign_until_won(self) -> Leadership:
         while True:
+            proven = self.leadership
+            if proven is not None:  # still our key, proven again by a refresh since
+                return proven
             try:
                 won = await self._campaign_once()
             except RETRYABLE as exc:
                 await self._pause_after(exc)
                 continue
+            raise_if_cancel_requested()  # a won key is then released by campaign()
             if won is not None:
                 return won
 
     async def _campaign_once(self) -> Leadership | None:
+        """One look at the leader key: take it if free; else wait for a change. Our own
+        key past the self-fencing deadline is left alone: the next refresh either
+        proves it again (the loop then returns it) or loses the session (it expires)."""
         holder, cursor = await self._read_leader()
         if holder is None:
             won = await self._try_acquire()
@@ -432,6 +479,7 @@ class BaseCoordinator(abc.ABC, Generic[Cursor]):
         while True:
             await asyncio.sleep(self.settings.refresh)
             await self._refresh_once()
+            raise_if_cancel_requested()
 
     async def _refresh_once(self) -> None:
         sent_at = time.monotonic()

@@ -53,6 +53,7 @@ from taskbench.coordination.base import (
     BaseCoordinator,
     CoordinatorSettings,
     Leadership,
+    check_seconds,
     scrub,
 )
 from taskbench.errors import (
@@ -145,9 +146,7 @@ class RedisCoordinator(BaseCoordinator[None]):
             connect_timeout=connect_timeout,
         )
         super().__init__(url, settings)
-        if not poll_interval > 0:
-            raise ConfigError(f"poll_interval must be > 0 seconds, not {poll_interval!r}")
-        self._poll_interval = poll_interval
+        self._poll_interval = check_seconds(poll_interval, "poll_interval")
         self._password = split_url(url).password
         self._client = self._new_client(url)
         base = f"{prefix}{settings.election}:"

@@ -199,6 +199,53 @@ async def test_a_member_stays_listed_while_it_refreshes(open_one: OpenCoordinato
     assert await member.members() == ["m"]
 
 
+async def test_a_cancelled_campaign_ends_cancelled_and_leaves_the_key_free(
+    open_one: OpenCoordinator,
+) -> None:
+    # The cancel lands while the waiting campaigner reacts to a resignation, at a spread of
+    # moments: on Python 3.11, redis-py's asyncio.wait_for swallowed one such cancel in about
+    # ten, and the campaign went on to win (a stopping worker that led forever).
+    holder, waiter = await open_one(worker_id="holder"), await open_one(worker_id="waiter")
+    outcomes: list[str] = []
+    for round_ in range(60):
+        await holder.campaign()
+        waiting = asyncio.create_task(waiter.campaign())
+        await asyncio.sleep(0.02)
+        await holder.resign()
+        await asyncio.sleep(0.0005 * round_)
+        if not waiting.cancel():  # it had already won: not a cancellation
+            await waiting
+            await waiter.resign()
+            continue
+        await asyncio.wait({waiting}, timeout=5.0)
+        outcomes.append("cancelled" if waiting.cancelled() else f"went on: {waiting!r}")
+        assert waiter.leadership is None
+    assert outcomes and set(outcomes) == {"cancelled"}, outcomes
+    assert (await holder.campaign()).leader_id == "holder"
+
+
+async def test_a_leader_that_fenced_itself_takes_its_key_back_when_a_refresh_proves_it(
+    open_one: OpenCoordinator,
+) -> None:
+    # A refresh delayed past the self-fencing deadline (a raft election, a slow endpoint)
+    # but arriving while the session lives: the deposed leader's campaign must see that
+    # the key it waits on is its own, or nobody leads until the process exits.
+    leader = await open_one(worker_id="late", ttl=3.0, refresh=0.5, safety_margin=1.5)
+    assert isinstance(leader, BaseCoordinator)
+    held = await leader.campaign()
+    stall(leader)
+    async with asyncio.timeout(10):
+        while leader.leadership is not None:
+            await asyncio.sleep(0.02)
+    again = asyncio.create_task(leader.campaign())
+    await asyncio.sleep(0.1)
+    assert not again.done()
+    await leader._refresh_once()  # late, but within the server's TTL
+    leader._refresher = asyncio.create_task(leader._keep_refreshing())
+    async with asyncio.timeout(10):
+        assert await again == held
+
+
 # -- Redis epoch source ---------------------------------------------------------------
 
 
@@ -231,6 +278,10 @@ async def test_redis_takes_epochs_from_the_injected_source(tmp_path: Path) -> No
         ({"ttl": 3, "refresh": 5}, "refresh"),
         ({"ttl": 3, "refresh": 0}, "refresh"),
         ({"ttl": 3, "refresh": 1, "safety_margin": 2.5}, "safety_margin"),
+        ({"ttl": float("nan")}, "ttl"),
+        ({"ttl": float("inf")}, "ttl"),
+        ({"ttl": "2"}, "ttl"),
+        ({"ttl": True}, "ttl"),
         ({"connect_timeout": 0}, "connect_timeout"),
         ({"election": ""}, "election"),
     ],
@@ -240,6 +291,12 @@ def test_bad_options_raise_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match=complaint):
         open_coordinator(scheme, **options)
+
+
+@pytest.mark.parametrize("interval", [0, -0.1, float("inf"), float("nan")])
+def test_a_bad_redis_poll_interval_raises_config_error(interval: float) -> None:
+    with pytest.raises(ConfigError, match="poll_interval"):
+        open_coordinator("redis://127.0.0.1:6379/0", poll_interval=interval)
 
 
 def test_options_come_from_the_query_string() -> None:

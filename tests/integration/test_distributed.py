@@ -1,7 +1,7 @@
 """DistributedExecutor under real faults: worker processes, real etcd, Redis and PostgreSQL.
 
 Each test runs ``python -m taskbench.cli worker`` processes through
-:class:`~taskbench.cli.distributed.LocalCluster` on a PostgreSQL schema of its
+:class:`~taskbench.cluster.local.LocalCluster` on a PostgreSQL schema of its
 own, with an etcd member started for this module (tests/etcd_cluster.py) or a
 Redis key prefix of its own, then kills, pauses or stops the leader and reads
 what happened from three witnesses: the coordinator (who leads), the workers'
@@ -34,16 +34,9 @@ import pytest
 
 from taskbench.bench.drain import enqueue_all
 from taskbench.bench.workloads import parse_workload
-from taskbench.cli.distributed import (
-    LocalCluster,
-    WorkerOptions,
-    account,
-    local_cluster,
-    newer_than,
-    tasks_held,
-    wait_until_drained,
-    wait_until_holding,
-)
+from taskbench.cluster.failover import newer_than, tasks_held, wait_until_holding
+from taskbench.cluster.local import LocalCluster, account, local_cluster, wait_until_drained
+from taskbench.cluster.options import WorkerOptions
 from taskbench.coordination import open_coordinator
 from taskbench.distributed import EventKind, LeadershipEvent, Mode, stale_writes_accepted
 from taskbench.model import TaskStatus

@@ -8,6 +8,8 @@ rest on, and the options a parent hands to its worker processes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -16,14 +18,19 @@ from pathlib import Path
 import pytest
 
 from taskbench.cli import build_parser, main
-from taskbench.cli.distributed import WorkerOptions, waves, worker_options
+from taskbench.cli.distributed import worker_options
+from taskbench.cluster.failover import waves
+from taskbench.cluster.options import WorkerOptions
 from taskbench.coordination import open_coordinator
+from taskbench.coordination.base import cancel_and_wait, raise_if_cancel_requested
 from taskbench.distributed import (
     DistributedExecutor,
     EventKind,
     LeadershipEvent,
     LineLog,
     Mode,
+    acting_spans,
+    overlapping_epochs,
     read_events,
     read_lines,
     stale_writes_accepted,
@@ -263,6 +270,34 @@ def test_overlapping_refused_and_unfenced_rounds_are_not_judged() -> None:
     assert stale_writes_accepted(timeline) == 0
 
 
+def elected(epoch: int, at: float) -> LeadershipEvent:
+    return LeadershipEvent(kind=EventKind.ELECTED, worker_id=f"w{epoch}", epoch=epoch, at=at)
+
+
+def test_epochs_that_act_one_after_the_other_do_not_overlap() -> None:
+    refused = LeadershipEvent(kind=EventKind.REFUSED, worker_id="w1", epoch=1, at=3.5, sent_at=3.4)
+    timeline = [
+        elected(1, 0.0),
+        duties(1, 0.5, 0.6),
+        duties(1, 1.0, 2.6),  # ends after epoch 2's election, but was sent before it
+        elected(2, 2.5),
+        duties(2, 3.0, 3.1),
+        refused,  # epoch 1 again, refused by the store: it changed nothing
+        elected(3, 4.0),  # elected, never wrote
+        elected(4, 5.0),
+        duties(None, 4.5, 4.6),  # leaderless round: no epoch
+    ]
+    assert acting_spans(timeline) == {1: (0.0, 1.0), 2: (2.5, 3.0), 3: (4.0, 4.0), 4: (5.0, 5.0)}
+    assert overlapping_epochs(timeline) == []
+
+
+def test_a_write_sent_after_a_newer_epoch_was_elected_is_an_overlap() -> None:
+    timeline = [elected(1, 0.0), elected(2, 2.0), duties(1, 2.5, 2.6), duties(2, 3.0, 3.1)]
+    assert overlapping_epochs(timeline) == [(1, 2)]
+    unelected = [elected(5, 1.0), duties(5, 4.0, 4.1), duties(6, 3.0, 3.1), elected(7, 3.5)]
+    assert overlapping_epochs(unelected) == [(5, 6), (5, 7)]
+
+
 def test_events_survive_a_round_trip_through_a_line_log(tmp_path: Path) -> None:
     path = tmp_path / "w.events.jsonl"
     log = LineLog(path)
@@ -277,3 +312,31 @@ def test_events_survive_a_round_trip_through_a_line_log(tmp_path: Path) -> None:
         file.write('{"kind": "duties", "worker_id"')  # a line cut short by kill -9
     assert read_events([path]) == written
     assert len(list(read_lines([path, tmp_path / "missing"]))) == 2
+
+
+# -- cancellation a driver swallowed ----------------------------------------------------
+
+
+async def swallow_one_cancellation(checked: bool) -> None:
+    """Like a driver call under Python 3.11's asyncio.wait_for: the cancel is dropped."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(30)
+    if checked:
+        raise_if_cancel_requested()
+    await asyncio.sleep(30)
+
+
+async def test_a_loop_that_checks_stops_on_the_cancellation_a_driver_swallowed() -> None:
+    task = asyncio.create_task(swallow_one_cancellation(checked=True))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()
+
+
+async def test_cancel_and_wait_cancels_again_until_the_task_has_ended() -> None:
+    task = asyncio.create_task(swallow_one_cancellation(checked=False))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await cancel_and_wait(task)
+    assert task.cancelled()
