@@ -1,13 +1,27 @@
 """TaskExecutor: claims tasks from a store and runs them, with the report's missing features.
 
 Two loops talk to the store, and their calls batch themselves. The claim
-loop claims as many tasks as there are free slots (one ``claim`` call); the
-report loop sends the outcomes of every task that finished since its last
-call (one ``finish`` call). They run side by side, so on a server store a
-claim's round trip overlaps a finish's instead of waiting for it. When a
-whole batch finishes in the same tick, the next claim is a whole batch; when
-tasks finish one by one, claims are small and prompt. Tasks run as asyncio
+loop claims enough tasks to fill the free slots *and* a prefetch buffer (one
+``claim`` call); the report loop sends the outcomes of every task that
+finished since its last call (one ``finish`` call). They run side by side, so
+on a server store a claim's round trip overlaps a finish's, and tasks from
+the buffer start while the next claim is in flight. Tasks run as asyncio
 tasks, at most ``concurrency`` at once; plain functions run in threads.
+
+The buffer's size follows Little's law: it holds what the slots run during
+two claim round trips (``2 * concurrency * claim seconds / task seconds``,
+both moving averages, measured here), at most ``prefetch`` tasks. Short
+tasks therefore get big claims and never wait for one (a drain of no-op
+tasks claims hundreds per call), while slow tasks are not hoarded: with
+tasks of a second and claims of milliseconds the buffer is a task or two.
+Once tasks are buffered the loop claims again only when half the buffer's
+room is free, so claims stay large.
+
+The buffered tasks are leased like running ones: heartbeats extend their
+leases, and :meth:`stop` releases them untouched (their attempt is given
+back). The price of the buffer is ordering: a task of higher priority that
+arrives after a claim waits behind the tasks already buffered.
+``prefetch=0`` claims only for free slots, for strict order.
 
 What the executor guarantees, with the store's leases (see stores/base.py):
 
@@ -19,9 +33,11 @@ What the executor guarantees, with the store's leases (see stores/base.py):
 * **timeout**: a task that runs longer than ``timeout`` seconds fails with
   TaskTimeoutError (a thread running a plain function cannot be killed: its
   result is ignored).
-* **priority**: the store hands out tasks in priority order.
+* **priority**: the store hands out tasks in priority order, and the executor
+  starts them in the order claimed (see the prefetch buffer above).
 * **rate limits**: token buckets, global and per task name (ratelimit.py).
-* **heartbeats**: leases of running tasks are extended every ``lease_s / 3``.
+* **heartbeats**: leases of running and buffered tasks are extended every
+  ``lease_s / 3``.
 * **graceful shutdown**: :meth:`stop` stops claiming, lets running tasks
   finish within a grace period, then cancels the rest and releases their
   leases (their attempt is given back), and reports every outcome: nothing is
@@ -33,9 +49,11 @@ What the executor guarantees, with the store's leases (see stores/base.py):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import logging
+import math
 import os
 import socket
 import time
@@ -58,9 +76,42 @@ log = logging.getLogger("taskbench.executor")
 Handler = Callable[[Task], Awaitable[Any]] | Callable[[Task], Any]
 
 _MAX_STORE_BACKOFF = 5.0
+MAX_CLAIM_BATCH = 500
+"""The most tasks asked for in one ``claim`` call (the default ``batch_size``), and
+the most held at once by default (``concurrency`` + the default ``prefetch``)."""
+PACE_WEIGHT = 0.1
+"""Weight of the newest sample in the moving averages of task and claim seconds."""
+MIN_TASK_S = 1e-6
 MAX_REPORT_BATCH = 500
 """The most outcomes sent in one ``finish`` call: a store's statement stays small
 and bounded even when the report loop has fallen behind."""
+
+
+@dataclass(slots=True)
+class PrefetchPace:
+    """How many tasks to buffer: what the slots run in two claim round trips (Little's law)."""
+
+    limit: int
+    """The most tasks buffered (the executor's ``prefetch``)."""
+    task_s: float | None = None
+    claim_s: float | None = None
+
+    def task_took(self, seconds: float) -> None:
+        self.task_s = _moving_average(self.task_s, seconds)
+
+    def claim_took(self, seconds: float) -> None:
+        self.claim_s = _moving_average(self.claim_s, seconds)
+
+    def target(self, concurrency: int) -> int:
+        """The buffer to keep; 0 until a task and a claim have been timed."""
+        if not self.limit or self.task_s is None or self.claim_s is None:
+            return 0
+        wanted = 2 * concurrency * self.claim_s / max(self.task_s, MIN_TASK_S)
+        return min(self.limit, math.ceil(wanted))
+
+
+def _moving_average(average: float | None, sample: float) -> float:
+    return sample if average is None else average + PACE_WEIGHT * (sample - average)
 
 
 class ExecutorMetrics(Protocol):
@@ -88,6 +139,12 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}"
 
 
+def _check_count(value: int | None, what: str) -> None:
+    """None, or a whole number >= 0."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f"{what} must be a whole number >= 0, got {value!r}")
+
+
 def _check_positive(value: float | None, what: str, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -103,6 +160,7 @@ class TaskExecutor:
         store: TaskStore,
         *,
         concurrency: int = 10,
+        prefetch: int | None = None,
         batch_size: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
@@ -116,12 +174,15 @@ class TaskExecutor:
     ) -> None:
         _check_positive(concurrency, "concurrency")
         _check_positive(batch_size, "batch_size", allow_none=True)
+        _check_count(prefetch, "prefetch")
         _check_positive(timeout, "timeout", allow_none=True)
         _check_positive(lease_s, "lease_s")
         _check_positive(poll_interval, "poll_interval")
         self.store = store
         self.concurrency = int(concurrency)
-        self.batch_size = int(batch_size or concurrency)
+        default_prefetch = max(0, MAX_CLAIM_BATCH - self.concurrency)
+        self.prefetch = default_prefetch if prefetch is None else int(prefetch)
+        self.batch_size = int(batch_size or MAX_CLAIM_BATCH)
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self.lease_s = float(lease_s)
@@ -133,6 +194,9 @@ class TaskExecutor:
         self._limiter = RateLimiter(rate_limit, name_rate_limits)
         self._handlers: dict[str, tuple[Handler, bool]] = {}
         self._running: dict[str, tuple[Task, asyncio.Task[None]]] = {}
+        self._ready: collections.deque[Task] = collections.deque()
+        """Claimed, leased, not started yet: the prefetch buffer, in claim order."""
+        self._pace = PrefetchPace(limit=self.prefetch)
         self._outcomes: list[tuple[Task, Outcome]] = []
         self._wakeup = asyncio.Event()
         self._outcomes_ready = asyncio.Event()
@@ -191,11 +255,12 @@ class TaskExecutor:
         while not self._stopping.is_set():
             self._wakeup.clear()
             await asyncio.sleep(0)  # let tasks that finish in this tick free their slots
-            free = self.concurrency - len(self._running)
-            if free <= 0:
+            self._start_ready()
+            room = self._room()
+            if room <= 0 or (self._ready and room < self._refill_at()):
                 await self._wakeup.wait()
                 continue
-            limit = min(free, self.batch_size)
+            limit = min(room, self.batch_size)
             claimed = await self._store_call(self._claim, limit)
             if claimed is None or len(claimed) == limit:
                 continue  # a store error (backed off), or a full batch: there may be more
@@ -206,8 +271,25 @@ class TaskExecutor:
             ):
                 return
             # A short claim drained what was due; a wake-up that came meanwhile is kept
-            # by the store (an event, a NOTIFY, a token), so nothing is missed.
-            await self._wait_for_work(wake_on_finish=until_idle)
+            # by the store (an event, a NOTIFY, a token), so nothing is missed. Buffered
+            # tasks still need the slots that free up, so a finish wakes the loop too.
+            await self._wait_for_work(wake_on_finish=until_idle or bool(self._ready))
+
+    def _room(self) -> int:
+        """How many more tasks this executor may hold (running, plus the buffer)."""
+        held = len(self._running) + len(self._ready)
+        return self.concurrency + self._pace.target(self.concurrency) - held
+
+    def _refill_at(self) -> int:
+        """With tasks buffered, claim again only once this much room is free (big claims)."""
+        return max(1, self._pace.target(self.concurrency) // 2)
+
+    def _start_ready(self) -> None:
+        """Start buffered tasks, in claim order, while slots are free."""
+        ready, free = self._ready, self.concurrency - len(self._running)
+        while ready and free > 0:
+            self._start(ready.popleft())
+            free -= 1
 
     async def _store_call(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run one store call; on a store error, log, back off, and return None."""
@@ -226,13 +308,15 @@ class TaskExecutor:
         return result if result is not None else True
 
     async def _claim(self, limit: int) -> list[Task]:
+        began = time.monotonic()
         tasks = await self.store.claim(self.worker_id, limit, lease_s=self.lease_s)
+        self._pace.claim_took(time.monotonic() - began)
         if tasks:
             self.stats.claimed += len(tasks)
             if self.metrics is not None:
                 self.metrics.on_claimed(tasks)
-            for task in tasks:
-                self._start(task)
+            self._ready.extend(tasks)
+            self._start_ready()
         return tasks
 
     def _start(self, task: Task) -> None:
@@ -245,8 +329,8 @@ class TaskExecutor:
         self._wakeup.set()
 
     def _nothing_held(self) -> bool:
-        """No task running here and no outcome waiting to be reported."""
-        return not (self._running or self._outcomes or self._reporting)
+        """No task running or buffered here and no outcome waiting to be reported."""
+        return not (self._running or self._ready or self._outcomes or self._reporting)
 
     async def _is_idle(self) -> bool:
         if self.housekeeping:
@@ -280,6 +364,7 @@ class TaskExecutor:
     # -- one task -----------------------------------------------------------------
 
     async def _execute(self, task: Task) -> None:
+        began = time.monotonic()
         try:
             result = await self._call_handler(task)
             outcome = Outcome.succeeded(task.lease, result, now=time.time())
@@ -287,6 +372,7 @@ class TaskExecutor:
             raise  # shutdown: the lease is released, not failed
         except Exception as exc:
             outcome = self._failure(task, exc)
+        self._pace.task_took(time.monotonic() - began)
         self._outcomes.append((task, outcome))
         self._outcomes_ready.set()
 
@@ -366,21 +452,25 @@ class TaskExecutor:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             leases = [task.lease for task, _ in self._running.values()]
+            leases += [task.lease for task in self._ready]
             if leases:
                 with contextlib.suppress(TaskbenchError):
                     await self.store.extend(leases, lease_s=self.lease_s)
 
     async def _shut_down(self, reporter: asyncio.Task[None], grace: float) -> None:
-        """Let running tasks finish within ``grace``, release the rest, report everything."""
+        """Let running tasks finish within ``grace``, release the rest and the buffered
+        tasks, report everything."""
+        held = [task.lease for task in self._ready]
+        self._ready.clear()
         runners = [runner for _, runner in self._running.values()]
         if runners:
             _, pending = await asyncio.wait(runners, timeout=grace)
-            held = [task.lease for task, runner in self._running.values() if runner in pending]
+            held += [task.lease for task, runner in self._running.values() if runner in pending]
             for runner in pending:
                 runner.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            if held:
-                self.stats.released += await self._until_stored(self.store.release, held)
+        if held:
+            self.stats.released += await self._until_stored(self.store.release, held)
         self._closing = True
         self._outcomes_ready.set()
         await reporter  # finishes the call it is making, if any

@@ -117,7 +117,21 @@ WHERE t.seq = ANY(ARRAY(
 RETURNING {TASK_COLUMNS}
 """
 
-FINISH = """
+# Lease writes find their rows by id, through the id index, one lookup per id: the
+# scalar subquery cannot be turned into a join, so no plan can scan the table (a
+# hash join against a sequential scan is what an unanalysed table otherwise gets:
+# O(table) per batch). The rows are then fetched by primary key. The lease check is
+# attempt and owner: lease_owner is set by a claim and cleared by every write that
+# takes a task out of running, so it matches only a running task. The status is not
+# tested here on purpose: "status = 'running'" makes the partial lease index look
+# cheap to an unanalysed planner, and walking it (and its dead entries) costs
+# O(running x batch), measured at 150 ms per finish of 400 in a 20,000-task drain.
+_LEASED_ROWS = """t.seq = ANY(ARRAY(
+    SELECT (SELECT seq FROM taskbench_tasks WHERE id = wanted.id)
+    FROM unnest($1::text[]) AS wanted(id)
+))"""
+
+FINISH = f"""
 WITH applied AS (
     UPDATE taskbench_tasks AS t
     SET status = o.status,
@@ -130,8 +144,8 @@ WITH applied AS (
     FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::float8[], $6::text[],
                 $7::text[], $8::float8[])
          AS o(id, attempt, owner, status, finished_at, result, error, run_at)
-    WHERE t.id = ANY($1::text[]) AND t.id = o.id AND t.status = 'running'
-      AND t.attempts = o.attempt AND t.lease_owner = o.owner
+    WHERE {_LEASED_ROWS}
+      AND t.id = o.id AND t.attempts = o.attempt AND t.lease_owner = o.owner
     RETURNING t.status, t.run_at <= o.finished_at AS due
 ), wake AS (
     SELECT pg_notify($9, '') FROM applied WHERE status = 'queued' AND due LIMIT 1
@@ -139,22 +153,22 @@ WITH applied AS (
 SELECT (SELECT count(*) FROM applied) AS changed, (SELECT count(*) FROM wake) AS woken
 """
 
-EXTEND = """
+EXTEND = f"""
 UPDATE taskbench_tasks AS t
 SET lease_expires_at = $4
 FROM unnest($1::text[], $2::int4[], $3::text[]) AS l(id, attempt, owner)
-WHERE t.id = ANY($1::text[]) AND t.id = l.id AND t.status = 'running'
-  AND t.attempts = l.attempt AND t.lease_owner = l.owner
+WHERE {_LEASED_ROWS}
+  AND t.id = l.id AND t.attempts = l.attempt AND t.lease_owner = l.owner
 """
 
-RELEASE = """
+RELEASE = f"""
 WITH released AS (
     UPDATE taskbench_tasks AS t
     SET status = 'queued', attempts = t.attempts - 1, finished_at = NULL,
         lease_owner = NULL, lease_expires_at = NULL
     FROM unnest($1::text[], $2::int4[], $3::text[]) AS l(id, attempt, owner)
-    WHERE t.id = ANY($1::text[]) AND t.id = l.id AND t.status = 'running'
-      AND t.attempts = l.attempt AND t.lease_owner = l.owner
+    WHERE {_LEASED_ROWS}
+      AND t.id = l.id AND t.attempts = l.attempt AND t.lease_owner = l.owner
     RETURNING 1
 ), wake AS (
     SELECT pg_notify($4, '') FROM released LIMIT 1

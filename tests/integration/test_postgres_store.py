@@ -24,18 +24,28 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from taskbench.errors import ConfigError, StoreError, StoreUnavailableError, TaskbenchError
-from taskbench.model import Outcome, Task, TaskStatus
+from taskbench.model import Lease, Outcome, Task, TaskStatus
 from taskbench.stores import open_store
 from taskbench.stores.schema import declared_indexes
 from tests.backends import isolated_store_url, server_url
 
 asyncpg = pytest.importorskip("asyncpg")
-from taskbench.stores.postgres import CLAIM, PLANNER_SETTINGS, PostgresStore  # noqa: E402
+from taskbench.stores.postgres import (  # noqa: E402
+    CLAIM,
+    EXTEND,
+    FINISH,
+    PLANNER_SETTINGS,
+    RELEASE,
+    PostgresStore,
+    _lease_columns,
+)
 
 PASSWORD = "hunter2-Secret"
 BOUND = 30.0
 T0 = 1_700_000_000.0
 CLAIM_INDEX = "ix_taskbench_tasks_claim"
+LEASE_INDEX = "ix_taskbench_tasks_lease"
+ID_INDEX = "uq_taskbench_tasks_id"
 
 
 def _with(
@@ -187,17 +197,27 @@ def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _plan_nodes(child)
 
 
-async def _claim_plan(store_url: str) -> list[dict[str, Any]]:
+async def _plan(store_url: str, statement: str, *args: Any) -> list[dict[str, Any]]:
+    """The nodes of ``statement``'s plan, on a connection set up as the store's are."""
     schema = urlsplit(store_url).query.partition("schema=")[2].partition("&")[0]
     settings = {**PLANNER_SETTINGS, "search_path": schema}
     connection = await asyncpg.connect(store_url.split("?", 1)[0], server_settings=settings)
     try:
-        explained = await connection.fetchval(
-            "EXPLAIN (FORMAT JSON) " + CLAIM, T0, 100, "w1", T0 + 30
-        )
+        explained = await connection.fetchval("EXPLAIN (FORMAT JSON) " + statement, *args)
     finally:
         await connection.close()
     return list(_plan_nodes(json.loads(explained)[0]["Plan"]))
+
+
+async def _claim_plan(store_url: str) -> list[dict[str, Any]]:
+    return await _plan(store_url, CLAIM, T0, 100, "w1", T0 + 30)
+
+
+async def _analyse(store_url: str) -> None:
+    admin = await asyncpg.connect(store_url.split("?", 1)[0])
+    schema = urlsplit(store_url).query.partition("schema=")[2].partition("&")[0]
+    await admin.execute(f'ANALYZE "{schema}".taskbench_tasks')
+    await admin.close()
 
 
 @pytest.mark.parametrize("analysed", [False, True])
@@ -206,14 +226,43 @@ async def test_the_claim_walks_the_claim_index_in_order(
 ) -> None:
     await store.enqueue([Task.new("job", i, now=T0, priority=i % 4) for i in range(20_000)])
     if analysed:
-        admin = await asyncpg.connect(store_url.split("?", 1)[0])
-        schema = urlsplit(store_url).query.partition("schema=")[2].partition("&")[0]
-        await admin.execute(f'ANALYZE "{schema}".taskbench_tasks')
-        await admin.close()
+        await _analyse(store_url)
     nodes = await _claim_plan(store_url)
     scans = [n for n in nodes if n.get("Index Name") == CLAIM_INDEX]
     assert [n["Node Type"] for n in scans] == ["Index Scan"]
     assert not [n for n in nodes if n["Node Type"] == "Sort"]
+
+
+def _lease_writes(leases: list[Lease], channel: str) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """FINISH, EXTEND and RELEASE with the arguments the store would send for ``leases``."""
+    columns = _lease_columns(leases)
+    n = len(leases)
+    outcome = (["succeeded"] * n, [T0 + 1] * n, ["null"] * n, [None] * n, [None] * n)
+    return {
+        "finish": (FINISH, (*columns, *outcome, channel)),
+        "extend": (EXTEND, (*columns, T0 + 60)),
+        "release": (RELEASE, (*columns, channel)),
+    }
+
+
+@pytest.mark.parametrize("analysed", [False, True])
+async def test_lease_writes_look_their_rows_up_by_id_whatever_the_backlog(
+    store_url: str, store: Any, analysed: bool
+) -> None:
+    """No full scan, and not the lease index either: with 20,000 tasks queued and 400
+    running, a finish of 400 must cost O(400), not O(backlog) nor O(running x batch).
+    (Measured before this plan: 150 ms per finish of 400 in a 20,000-task drain.)"""
+    await store.enqueue([Task.new("job", i, now=T0) for i in range(20_000)])
+    claimed = await store.claim("w1", 400, lease_s=30, now=T0)
+    if analysed:
+        await _analyse(store_url)
+    leases = [task.lease for task in claimed]
+    for name, (statement, args) in _lease_writes(leases, store._channel).items():
+        nodes = await _plan(store_url, statement, *args)
+        kinds = {(n["Node Type"], n.get("Index Name")) for n in nodes if "Relation Name" in n}
+        assert ("Seq Scan", None) not in kinds, f"{name} scans the whole table: {kinds}"
+        assert all(index != LEASE_INDEX for _, index in kinds), f"{name} walks {LEASE_INDEX}"
+        assert ("Index Scan", ID_INDEX) in kinds, f"{name} does not look ids up: {kinds}"
 
 
 # -- LISTEN/NOTIFY -----------------------------------------------------------------------

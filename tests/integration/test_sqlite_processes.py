@@ -5,7 +5,9 @@ worker thread) each run several asyncio claimers against the same file, in
 both profiles. They connect first and then start together at a barrier, so
 their claims contend for the write lock. Each reports the ids it claimed; the test checks
 that no id was claimed twice, none was lost and every task succeeded on its
-first attempt.
+first attempt. This is the store-level check, in both SQLite profiles;
+test_multiprocess_drain.py runs the same question through the executor
+(4 processes x 50 concurrency) on SQLite and on every server backend.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskbench.errors import ConfigError, StoreUnavailableError
-from taskbench.executor import TaskExecutor
+from taskbench.executor import PrefetchPace, TaskExecutor
 from taskbench.model import Outcome, RetryPolicy, Task, TaskPriority, TaskStatus
 from taskbench.stores.memory import MemoryStore
 
@@ -266,12 +267,130 @@ async def test_the_executor_rides_out_a_store_outage() -> None:
 
 def test_bad_configuration_is_refused() -> None:
     store = MemoryStore()
-    for bad in ({"concurrency": 0}, {"lease_s": -1}, {"timeout": 0}, {"batch_size": 0}):
+    bad_options: tuple[dict[str, Any], ...] = (
+        {"concurrency": 0},
+        {"lease_s": -1},
+        {"timeout": 0},
+        {"batch_size": 0},
+        {"prefetch": -1},
+        {"prefetch": 1.5},
+    )
+    for bad in bad_options:
         with pytest.raises(ConfigError):
-            TaskExecutor(store, **bad)  # type: ignore[arg-type]
+            TaskExecutor(store, **bad)
     executor = TaskExecutor(store)
     with pytest.raises(ConfigError):
         executor.register("", _return_none)
+
+
+class SlowClaimStore(MemoryStore):
+    """A real memory store whose claims take a server's round trip, and which logs them."""
+
+    def __init__(self, claim_s: float = 0.01) -> None:
+        super().__init__()
+        self.claim_s = claim_s
+        self.limits: list[int] = []
+
+    async def _claim(self, worker: str, limit: int, lease_s: float, now: float) -> list[Task]:
+        self.limits.append(limit)
+        await asyncio.sleep(self.claim_s)
+        return await super()._claim(worker, limit, lease_s, now)
+
+
+def test_the_prefetch_target_follows_littles_law() -> None:
+    pace = PrefetchPace(limit=100)
+    assert pace.target(concurrency=10) == 0  # nothing timed yet: claim for free slots only
+    pace.claim_took(0.01)
+    pace.task_took(1.0)
+    assert pace.target(concurrency=10) == 1  # 2 x 10 slots x 10 ms / 1 s = 0.2 -> 1
+    pace.task_s = 0.002
+    assert pace.target(concurrency=10) == 100  # 100 would be asked for: the limit
+    pace.task_s = 0.01
+    assert pace.target(concurrency=10) == 20
+    assert PrefetchPace(limit=0, task_s=0.0, claim_s=1.0).target(concurrency=10) == 0
+
+
+async def test_short_tasks_are_claimed_ahead_of_free_slots_and_each_runs_once() -> None:
+    store = SlowClaimStore()
+    tasks = [Task.new("quick", i) for i in range(200)]
+    await store.enqueue(tasks)
+    ran: Counter[str] = Counter()
+    executor = TaskExecutor(store, concurrency=2, prefetch=40)
+
+    async def quick(task: Task) -> None:
+        ran[task.id] += 1
+
+    executor.register("quick", quick)
+    await drain(store, executor)
+    stats = executor.stats
+    assert max(store.limits) > 2, "no claim went beyond the free slots"
+    assert max(store.limits) <= 2 + 40
+    assert ran == Counter({t.id: 1 for t in tasks})
+    assert (stats.claimed, stats.succeeded, stats.released) == (200, 200, 0)
+
+
+async def test_prefetch_zero_claims_only_for_free_slots() -> None:
+    store = SlowClaimStore()
+    await store.enqueue([Task.new("quick") for _ in range(30)])
+    executor = TaskExecutor(store, concurrency=3, prefetch=0)
+    executor.register("quick", _return_none)
+    await drain(store, executor)
+    assert max(store.limits) == 3
+    assert (await store.counts())[TaskStatus.SUCCEEDED] == 30
+
+
+async def _start_blocked(store: MemoryStore, executor: TaskExecutor, quick: int) -> asyncio.Event:
+    """Register a handler whose first ``quick`` calls return at once (so the buffer
+    fills) and whose later calls block; returns an event set when one has blocked."""
+    blocked = asyncio.Event()
+    calls = 0
+
+    async def handler(task: Task) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > quick:
+            blocked.set()
+            await asyncio.sleep(60)
+
+    executor.register("job", handler)
+    return blocked
+
+
+async def test_stop_releases_buffered_tasks_with_their_attempt_given_back() -> None:
+    store = SlowClaimStore()
+    tasks = [Task.new("job", i) for i in range(40)]
+    await store.enqueue(tasks)
+    executor = TaskExecutor(store, concurrency=2, prefetch=6)
+    blocked = await _start_blocked(store, executor, quick=10)
+    run = asyncio.create_task(executor.run())
+    await blocked.wait()
+    await asyncio.sleep(0.1)  # the next claim fills the buffer
+    await executor.stop(grace=0.05)
+    stats = await asyncio.wait_for(run, 10)
+
+    counts = await store.counts()
+    assert stats.released > 2, "only the running tasks were released, not the buffered ones"
+    assert counts[TaskStatus.RUNNING] == 0
+    assert counts[TaskStatus.SUCCEEDED] == stats.succeeded == 10
+    assert counts[TaskStatus.QUEUED] == 40 - 10
+    queued = [t for t in await store.get_many([t.id for t in tasks]) if t.attempts == 0]
+    assert len(queued) == 30  # released tasks kept their attempt; the rest never ran
+
+
+async def test_heartbeats_keep_buffered_tasks_leased() -> None:
+    store = SlowClaimStore()
+    await store.enqueue([Task.new("job", i) for i in range(20)])
+    executor = TaskExecutor(store, concurrency=1, prefetch=5, lease_s=1.2)
+    blocked = await _start_blocked(store, executor, quick=5)
+    run = asyncio.create_task(executor.run())
+    await blocked.wait()
+    # one slot: every other running (leased) task is waiting in the buffer
+    assert (await store.counts())[TaskStatus.RUNNING] > 1, "nothing was buffered"
+    await asyncio.sleep(1.8)  # past the first leases' expiry, within the extended ones
+    assert await store.requeue_expired() == 0
+    await executor.stop(grace=0.05)
+    await asyncio.wait_for(run, 10)
+    assert (await store.counts())[TaskStatus.RUNNING] == 0
 
 
 class Recorder:
