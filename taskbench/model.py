@@ -14,8 +14,8 @@ encoded once, when it is made, and stores pass the text through untouched.
 from __future__ import annotations
 
 import json
-import math
 import random
+import reprlib
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +33,54 @@ MAX_ID_LENGTH = 64
 MAX_ERROR_LENGTH = 2_000
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_MAX_ATTEMPTS = 1_000
+MAX_TIME = float(2**53)
+"""The largest time (or duration) in seconds, either sign: every int up to it is
+exact in a double, so each backend stores the time it is given (a SQL DOUBLE,
+a Redis score, an int64 bind) and NaN, the infinities and 10**400 are refused."""
+LEASE_FIELDS = (
+    "started_at",
+    "finished_at",
+    "lease_owner",
+    "lease_expires_at",
+    "last_error",
+    "result_json",
+)
+"""The fields a store sets as a task runs: a new task must leave them None."""
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, kept short: a 1 MiB string is cut, and a
+    5,000-digit int (whose repr raises ValueError) is described instead."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    try:
+        return _SHOWN.repr(value)
+    except Exception:  # a hostile __repr__: name the type instead
+        return f"a {type(value).__name__}"
+
+
+def is_time(value: object) -> bool:
+    """Whether ``value`` is a number of seconds a store can keep: an int or a float
+    (not a bool) within +-MAX_TIME. NaN compares false, so it is refused too."""
+    if type(value) is float or type(value) is int:  # the hot path: no isinstance chain
+        return -MAX_TIME <= value <= MAX_TIME
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -MAX_TIME <= value <= MAX_TIME
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (it holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TaskStatus(StrEnum):
@@ -70,7 +118,7 @@ class TaskPriority(IntEnum):
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3:
             return cls(value)
         accepted = ", ".join(f"{m.name.lower()} ({m.value})" for m in cls)
-        raise InvalidTaskError(f"unknown priority {value!r}; accepted: {accepted}")
+        raise InvalidTaskError(f"unknown priority {shown(value)}; accepted: {accepted}")
 
 
 def encode_json(value: Any, what: str) -> str:
@@ -81,6 +129,8 @@ def encode_json(value: Any, what: str) -> str:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidTaskError(f"{what} is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidTaskError(f"{what} is nested too deeply to encode as JSON") from None
     if len(text) > MAX_PAYLOAD_BYTES:
         raise InvalidTaskError(
             f"{what} is {len(text):,} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES:,}"
@@ -162,49 +212,94 @@ class Task:
 
 def _check_text(value: object, what: str, max_length: int) -> None:
     if not isinstance(value, str) or not value:
-        raise InvalidTaskError(f"{what} must be a non-empty string, got {value!r}")
+        raise InvalidTaskError(f"{what} must be a non-empty string, got {shown(value)}")
     if len(value) > max_length:
         raise InvalidTaskError(f"{what} is {len(value)} characters; the limit is {max_length}")
     if "\x00" in value:
         raise InvalidTaskError(f"{what} must not contain a NUL character")
+    if not is_utf8(value):
+        raise InvalidTaskError(f"{what} must be UTF-8 text, got a lone surrogate in {shown(value)}")
 
 
 def _check_number(value: object, what: str) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise InvalidTaskError(f"{what} must be a finite number of seconds, got {value!r}")
+    if not is_time(value):
+        raise InvalidTaskError(
+            f"{what} must be a finite number of seconds within +-2**53, got {shown(value)}"
+        )
+
+
+def _check_max_attempts(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidTaskError(f"max_attempts must be an integer, got {shown(value)}")
+    if not 1 <= value <= MAX_MAX_ATTEMPTS:
+        raise InvalidTaskError(
+            f"max_attempts must be between 1 and {MAX_MAX_ATTEMPTS}, got {shown(value)}"
+        )
+
+
+def _check_is_new(task: Task) -> None:
+    """A new task is queued, has no attempt, and none of the fields a run sets."""
+    if task.status is not TaskStatus.QUEUED or type(task.attempts) is not int or task.attempts:
+        raise InvalidTaskError(
+            f"task {task.id!r} is not new "
+            f"(status {shown(task.status)}, attempts {shown(task.attempts)})"
+        )
+    for name in LEASE_FIELDS:
+        if getattr(task, name) is not None:
+            raise InvalidTaskError(f"task {task.id!r} is new, so its {name} must be None")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+"""Decodes JSON as :func:`encode_json` writes it: NaN and Infinity are refused."""
+
+
+def _check_payload(task: Task) -> None:
+    text = task.payload_json
+    if not isinstance(text, str) or len(text) > MAX_PAYLOAD_BYTES:
+        raise InvalidTaskError(f"payload of task {task.id!r} is not JSON text within the limit")
+    if not is_utf8(text):
+        raise InvalidTaskError(f"payload of task {task.id!r} holds a lone surrogate (not UTF-8)")
+    try:
+        _STRICT_JSON.decode(text)
+    except ValueError:
+        raise InvalidTaskError(f"payload of task {task.id!r} is not valid JSON text") from None
+    except RecursionError:
+        raise InvalidTaskError(f"payload of task {task.id!r} is nested too deeply") from None
 
 
 def validate_new_task(task: Task) -> None:
     """Check a task about to be enqueued; raise InvalidTaskError naming the fault.
 
     Stores call this on every task they are given, so a hand-built ``Task``
-    cannot smuggle bad data past :meth:`Task.new`.
+    cannot smuggle bad data past :meth:`Task.new`: its text must be UTF-8
+    without NUL, its times finite (:func:`is_time`), its priority a
+    TaskPriority (or its int), and the fields a run sets (LEASE_FIELDS) None.
     """
+    if not isinstance(task, Task):
+        raise InvalidTaskError(f"a task must be a Task, got {shown(task)}")
     _check_text(task.id, "task id", MAX_ID_LENGTH)
     _check_text(task.name, "task name", MAX_NAME_LENGTH)
+    if not isinstance(task.priority, int):
+        raise InvalidTaskError(f"priority must be a TaskPriority, got {shown(task.priority)}")
     TaskPriority.parse(task.priority)
-    if not isinstance(task.max_attempts, int) or isinstance(task.max_attempts, bool):
-        raise InvalidTaskError(f"max_attempts must be an integer, got {task.max_attempts!r}")
-    if not 1 <= task.max_attempts <= MAX_MAX_ATTEMPTS:
-        raise InvalidTaskError(
-            f"max_attempts must be between 1 and {MAX_MAX_ATTEMPTS}, got {task.max_attempts}"
-        )
+    _check_max_attempts(task.max_attempts)
     _check_number(task.run_at, "run_at")
     _check_number(task.created_at, "created_at")
-    if task.status is not TaskStatus.QUEUED or task.attempts != 0:
-        raise InvalidTaskError(
-            f"task {task.id!r} is not new (status {task.status}, attempts {task.attempts})"
-        )
-    if not isinstance(task.payload_json, str) or len(task.payload_json) > MAX_PAYLOAD_BYTES:
-        raise InvalidTaskError(f"payload of task {task.id!r} is not JSON text within the limit")
-    try:
-        json.loads(task.payload_json)
-    except ValueError:
-        raise InvalidTaskError(f"payload of task {task.id!r} is not valid JSON text") from None
+    _check_is_new(task)
+    _check_payload(task)
 
 
 def truncate_error(message: str) -> str:
-    """Errors are stored, so they are bounded (and never carry NUL)."""
+    """Errors are stored, so they are bounded, never carry NUL, and are UTF-8
+    (a lone surrogate, as from a surrogate-escaped file name, becomes ``\\udcff``)."""
+    if not isinstance(message, str):
+        raise InvalidTaskError(f"an error must be text, got {shown(message)}")
+    if not message.isascii():
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return message.replace("\x00", "\\0")[:MAX_ERROR_LENGTH]
 
 

@@ -21,14 +21,20 @@ Design rules:
   130 interrupted. Never a traceback for an error of ours.
 * **stdout is for results.** ``--json`` prints exactly one JSON object and
   nothing else; progress bars go to stderr, and only when stdout is a TTY.
+* **Output never fails on a character.** A store path from the command line
+  may hold a byte that is not UTF-8 (a lone surrogate in Python): while a
+  command runs, stdout and stderr escape what their encoding cannot hold
+  (``backslashreplace``) instead of raising in the middle of a report.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from taskbench.cli import bench, distributed, faults, results, study
 from taskbench.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, LOG_LEVELS, Subcommand
@@ -68,8 +74,29 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+@contextlib.contextmanager
+def lenient_output() -> Iterator[None]:
+    """stdout and stderr escape what their encoding cannot hold, until the block ends."""
+    changed: list[tuple[io.TextIOWrapper, str]] = []
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            changed.append((stream, stream.errors))
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            with contextlib.suppress(ValueError):  # closed meanwhile
+                stream.reconfigure(errors=errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (exit 2 on bad usage), run the subcommand, return its exit code."""
+    with lenient_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     level = LOG_LEVELS[min(args.verbose, len(LOG_LEVELS) - 1)]
     logging.basicConfig(

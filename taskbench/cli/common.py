@@ -3,15 +3,18 @@
 An argparse ``type=`` built with :func:`argument` runs one of the library's
 own checks and turns its TaskbenchError into a usage error (exit 2), so bad
 input is refused with our message before anything starts.
+:class:`ConfiguredOnUse` is a subcommand parser that adds its arguments only
+when that subcommand is run, so a module with a heavy or optional import
+(the hostile-input campaign needs hypothesis) costs the other commands nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from taskbench.bench.drain import check_positive
 from taskbench.errors import TaskbenchError
@@ -54,3 +57,26 @@ class Subcommand:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+
+
+Configure = Callable[[argparse.ArgumentParser], None]
+
+
+class ConfiguredOnUse(argparse.ArgumentParser):
+    """A subcommand's parser that calls ``configure`` (adding its arguments) when it is
+    first used to parse: a TaskbenchError from it (a missing extra) is a usage error."""
+
+    def __init__(self, *args: Any, configure: Configure, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._configure: Configure | None = configure
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._configure is not None:
+            configure, self._configure = self._configure, None
+            try:
+                configure(self)
+            except TaskbenchError as exc:
+                self.error(str(exc))
+        return super().parse_known_args(args, namespace)

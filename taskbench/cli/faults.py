@@ -1,16 +1,22 @@
-"""The ``faults`` subcommand: crash, restart and soak experiments, each with its own ``--help``.
+"""The ``faults`` subcommand: crash, restart, soak, hostile-input and backup experiments,
+each with its own ``--help``.
 
     taskbench faults crash   (--server sqlite|postgres|redis|mariadb [--setting S] | --store URL)
                              [--tasks N] [--kills K] [--server-kills M] [--json]
     taskbench faults restart --server postgres|redis|mariadb [--restarts R] [--workers W] [--json]
     taskbench faults soak    --store URL --tasks N [--concurrency C] [--json]
+    taskbench faults hostile --store URL [--examples N] [--entry-points NAMES] [--seed S] [--json]
+    taskbench faults backup  --store URL [--tasks N] [--json]
 
 ``crash`` and ``restart`` run :mod:`taskbench.faults.crash`: worker
 subprocesses execute probe tasks while workers are SIGKILLed and the server
 (one the experiment starts itself, on a free port, with the chosen setting)
 is killed -9 or restarted cleanly; then every task is audited. ``soak`` runs
 :mod:`taskbench.faults.soak`. Each run is saved with ``save_run`` (kinds
-``crash``, ``restart``, ``soak``) unless ``--no-save``.
+``crash``, ``restart``, ``soak``) unless ``--no-save``. ``hostile`` and
+``backup`` are :mod:`taskbench.faults.hostile` and :mod:`taskbench.faults.backup`,
+whose own ``configure`` adds their arguments (the same as ``python -m`` gives
+them); each experiment's module is imported only when that experiment runs.
 
 Design rules: arguments are checked while parsed, and the plan as a whole
 (e.g. server kills asked of SQLite, which has no server) before anything
@@ -29,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from taskbench.bench.drain import check_store_url
-from taskbench.cli.common import EXIT_OK, EXIT_USAGE, Subcommand, argument, positive_int
+from taskbench.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfiguredOnUse,
+    Subcommand,
+    argument,
+    positive_int,
+)
 from taskbench.errors import ConfigError
 
 CRASH_SERVERS = ("sqlite", "postgres", "redis", "mariadb")
@@ -176,11 +189,26 @@ def _configure_soak(parser: argparse.ArgumentParser) -> None:
     _add_output(parser)
 
 
+def _configure_hostile(parser: argparse.ArgumentParser) -> None:
+    from taskbench.faults import hostile
+
+    hostile.configure(parser)
+
+
+def _configure_backup(parser: argparse.ArgumentParser) -> None:
+    from taskbench.faults import backup
+
+    backup.configure(parser)
+
+
 def configure_faults(parser: argparse.ArgumentParser) -> None:
-    experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    experiments = parser.add_subparsers(
+        dest="experiment", required=True, metavar="EXPERIMENT", parser_class=ConfiguredOnUse
+    )
     for name, experiment in EXPERIMENTS.items():
-        sub = experiments.add_parser(name, help=experiment.help, description=experiment.help)
-        experiment.configure(sub)
+        experiments.add_parser(
+            name, help=experiment.help, description=experiment.help, configure=experiment.configure
+        )
 
 
 # -- running ----------------------------------------------------------------------------
@@ -306,6 +334,18 @@ def run_soak(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_hostile(args: argparse.Namespace) -> int:
+    from taskbench.faults import hostile
+
+    return hostile.run(args)
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from taskbench.faults import backup
+
+    return backup.run(args)
+
+
 def run_faults(args: argparse.Namespace) -> int:
     return EXPERIMENTS[args.experiment].run(args)
 
@@ -326,12 +366,23 @@ EXPERIMENTS: dict[str, Subcommand] = {
         configure=_configure_soak,
         run=run_soak,
     ),
+    "hostile": Subcommand(
+        help="generated hostile input against a store (PURGED), the URL openers and the CLI",
+        configure=_configure_hostile,
+        run=run_hostile,
+    ),
+    "backup": Subcommand(
+        help="back a store (PURGED) up, restore it elsewhere, compare every task; time both",
+        configure=_configure_backup,
+        run=run_backup,
+    ),
 }
 """The experiments under ``taskbench faults``, each a subcommand of its own."""
 
 COMMANDS = {
     "faults": Subcommand(
-        help="fault experiments: crash, restart, soak (see taskbench faults EXPERIMENT --help)",
+        help="fault experiments: crash, restart, soak, hostile, backup "
+        "(see taskbench faults EXPERIMENT --help)",
         configure=configure_faults,
         run=run_faults,
     ),

@@ -63,13 +63,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
-from taskbench.errors import BenchmarkError, ConfigError, StoreError
+from taskbench.errors import BenchmarkError, ConfigError, StoreError, TaskbenchError
 from taskbench.model import Outcome, Task
 from taskbench.stores import TaskStore, open_store
 from taskbench.urls import redact, split_url
@@ -79,6 +79,7 @@ CLAIM_BATCH = 500
 LEASE_S = 3_600.0
 RETRY_IN_S = 3_600.0
 TOOL_TIMEOUT_S = 600.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -528,14 +529,26 @@ async def compare(
     return _Checks(mismatches, order, writable)
 
 
+MIN_TASKS = 6
+"""A drill's smallest fill: one task of each kind."""
+
+
+def check_tasks(tasks: object) -> int:
+    """``tasks`` if it is a whole number of at least :data:`MIN_TASKS`; else ConfigError."""
+    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < MIN_TASKS:
+        raise ConfigError(
+            f"a drill needs at least {MIN_TASKS} tasks (one of each kind), got {tasks!r}"
+        )
+    return tasks
+
+
 async def drill(store_url: str, tasks: int = 1_000, *, scratch: str | None = None) -> BackupResult:
     """Fill ``store_url`` with ``tasks`` tasks, back it up, restore it elsewhere, compare.
 
     The store is PURGED before and after: give the drill a store of its own.
     ``scratch`` is where the backup file goes (a temporary directory by default).
     """
-    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 6:
-        raise ConfigError(f"a drill needs at least 6 tasks (one of each kind), got {tasks!r}")
+    check_tasks(tasks)
     with tempfile.TemporaryDirectory(prefix="taskbench-backup-", dir=scratch) as work:
         async with open_store(store_url) as store:
             method = method_for(store_url, store, Path(work))
@@ -582,19 +595,72 @@ def summary(result: BackupResult) -> str:
     )
 
 
+def _usage(check: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type=`` reporting our ConfigError as a usage error (exit 2)."""
+
+    def convert(raw: str) -> T:
+        try:
+            return check(raw)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _store_url(raw: str) -> str:
+    from taskbench.bench.drain import check_store_url
+
+    return check_store_url(raw)
+
+
+def _task_count(raw: str) -> int:
+    try:
+        tasks = int(raw)
+    except ValueError:
+        raise ConfigError(f"expected a whole number, got {raw!r}") from None
+    return check_tasks(tasks)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The drill's arguments (for ``python -m`` here, and a ``taskbench faults`` entry)."""
+    parser.add_argument(
+        "--store",
+        required=True,
+        type=_usage(_store_url),
+        metavar="URL",
+        help="a store of its own: PURGED",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=_usage(_task_count),
+        default=1_000,
+        metavar="N",
+        help=f"tasks to fill it with, at least {MIN_TASKS} (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the drill and print it; exit 1 unless every task came back."""
+    result = asyncio.run(drill(args.store, args.tasks))
+    print(json.dumps(result.to_json_dict()) if args.json else summary(result))
+    clean = not (result.mismatches or result.order_mismatches) and result.writable
+    return 0 if clean else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m taskbench.faults.backup",
         description="Back a store up, restore it elsewhere, compare every task (PURGES it).",
     )
-    parser.add_argument("--store", required=True, metavar="URL")
-    parser.add_argument("--tasks", type=int, default=1_000, metavar="N")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    configure(parser)
     args = parser.parse_args(argv)
-    result = asyncio.run(drill(args.store, args.tasks))
-    print(json.dumps(result.to_json_dict()) if args.json else summary(result))
-    clean = not (result.mismatches or result.order_mismatches) and result.writable
-    return 0 if clean else 1
+    try:
+        return run(args)
+    except TaskbenchError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ import json
 import logging
 import math
 import os
+import re
 import reprlib
 import shutil
 import socket
@@ -76,7 +77,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from taskbench.errors import MissingDependencyError, TaskbenchError
+from taskbench.errors import ConfigError, MissingDependencyError, TaskbenchError
 from taskbench.faults.secrets import exception_texts, scan, scan_texts
 from taskbench.model import (
     MAX_ID_LENGTH,
@@ -139,10 +140,14 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """What groups findings of one cause: the entry point, the kind, the first words."""
-        return f"{self.entry_point} {self.kind}: {self.detail.split(':', 1)[0][:80]}"
+        """What groups findings of one cause: the entry point, the kind, and the detail
+        with its quoted values and numbers masked (``_``), cut to 72 characters."""
+        what = MASKED.sub("_", self.detail)[:72]
+        return f"{self.entry_point} {self.kind}: {what}"
 
 
+MASKED = re.compile(r"'[^']*'|\"[^\"]*\"|\b\d[\w.+-]*")
+"""Quoted values and numbers, masked in a finding's signature."""
 UNEXPECTED_KINDS = frozenset({"exception", "hang"})
 CORRUPTION_KINDS = frozenset({"corrupted", "wrong-answer"})
 
@@ -253,12 +258,15 @@ class Violation(Exception):
 
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 4, 60, 60, 40
-_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = _SHORT.maxset = 4
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 4
+_SHORT.maxdict = 16  # every field of a hand-built task
 
 
 def short(value: object) -> str:
     """A bounded, ASCII-only repr that never raises (deep nesting, 5,000-digit ints...)."""
     try:
+        if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            return "[" + ", ".join(short(item) for item in value) + "]"
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             inner = ", ".join(
                 f"{f.name}={short(getattr(value, f.name))}" for f in dataclasses.fields(value)
@@ -1033,10 +1041,19 @@ async def plant_canaries(store: TaskStore) -> dict[str, Task]:
     return {t.id: t for t in await store.get_many(list(CANARY_IDS))}
 
 
+def same_value(stored: object, expected: object) -> bool:
+    """Equal; numbers as the doubles a store keeps (2**64 + 3 is stored as 2.0**64)."""
+    if is_number(stored) and is_number(expected):
+        assert isinstance(stored, int | float) and isinstance(expected, int | float)
+        with contextlib.suppress(OverflowError):
+            return float(stored) == float(expected)
+    return stored == expected
+
+
 def differing_fields(stored: Task, expected: Task, skip: Sequence[str] = ()) -> list[str]:
-    """The fields where ``stored`` differs from ``expected`` (ints and floats by value)."""
+    """The fields where ``stored`` differs from ``expected``."""
     names = [f.name for f in dataclasses.fields(Task) if f.name not in skip]
-    return [n for n in names if getattr(stored, n) != getattr(expected, n)]
+    return [n for n in names if not same_value(getattr(stored, n), getattr(expected, n))]
 
 
 def is_finite(value: object) -> bool:
@@ -1156,10 +1173,10 @@ class StoreChecks:
         except TaskbenchError:
             await self.expect_absent(tasks)
             raise
+        self.stored_ids.update(t.id for t in tasks)
         stored = await self.get_exact([t.id for t in tasks])
         for task in tasks:
             expect_same(stored.get(task.id), task, "round trip")
-        self.stored_ids.update(t.id for t in tasks)
         self.accepted_chars += sum(len(t.payload_json) for t in tasks)
         if self.accepted_chars > RESET_AFTER_CHARS:
             await self.reset()
@@ -1684,6 +1701,15 @@ def empty_directory(path: str) -> None:
                 os.unlink(entry.path)
 
 
+def check_entry_points(entry_points: Sequence[str]) -> list[str]:
+    """``entry_points`` as a list; ConfigError if one is unknown or there are none."""
+    unknown = [name for name in entry_points if name not in ENTRY_POINTS]
+    if unknown or not entry_points:
+        shown = ", ".join(map(repr, unknown)) or "none given"
+        raise ConfigError(f"unknown entry points: {shown}; known: {', '.join(ENTRY_POINTS)}")
+    return list(entry_points)
+
+
 def run_campaign(
     store_url: str,
     examples: int = 10_000,
@@ -1697,36 +1723,89 @@ def run_campaign(
     campaign a store of its own. Runs its own event loop, so call it from
     synchronous code (or ``asyncio.to_thread``). ``seed`` makes it repeatable.
     """
-    unknown = [name for name in entry_points if name not in ENTRY_POINTS]
-    if unknown:
-        raise ValueError(f"unknown entry points {unknown}; known: {', '.join(ENTRY_POINTS)}")
+    check_entry_points(entry_points)
     return Campaign(store_url, examples, seed).run(entry_points)
 
 
 # -- python -m taskbench.faults.hostile ---------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _checked(check: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type=`` reporting our ConfigError as a usage error (exit 2)."""
+
+    def convert(raw: str) -> T:
+        try:
+            return check(raw)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _store_url(raw: str) -> str:
+    from taskbench.bench.drain import check_store_url
+
+    return check_store_url(raw)
+
+
+def _examples(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"expected at least 1 example, got {value}")
+    return value
+
+
+def _entry_points(raw: str) -> list[str]:
+    return check_entry_points([name for name in raw.split(",") if name])
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The campaign's arguments (for ``python -m`` here, and a ``taskbench faults`` entry)."""
+    parser.add_argument(
+        "--store",
+        required=True,
+        type=_checked(_store_url),
+        metavar="URL",
+        help="a store of its own: PURGED",
+    )
+    parser.add_argument(
+        "--examples", type=_checked(_examples), default=10_000, metavar="N", help="per entry point"
+    )
+    parser.add_argument(
+        "--entry-points",
+        type=_checked(_entry_points),
+        default=list(ENTRY_POINTS),
+        metavar="NAMES",
+        help=f"comma-separated, of {','.join(ENTRY_POINTS)} (default: all)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="repeat a campaign exactly")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the campaign and print it; exit 1 if anything but a clean case was found."""
+    entry_points = args.entry_points
+    result = run_campaign(args.store, args.examples, entry_points=entry_points, seed=args.seed)
+    print(json.dumps(result.to_json_dict()) if args.json else result.summary())
+    return 0 if not (result.unexpected or result.corrupted or result.leaks) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m taskbench.faults.hostile",
         description="Run the hostile-input campaign against a store of its own (it is PURGED).",
     )
-    parser.add_argument("--store", required=True, metavar="URL")
-    parser.add_argument("--examples", type=int, default=10_000, metavar="N")
-    parser.add_argument(
-        "--entry-points", default=",".join(ENTRY_POINTS), help="comma-separated (default: all)"
-    )
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    entry_points = [name for name in args.entry_points.split(",") if name]
-    result = run_campaign(args.store, args.examples, entry_points=entry_points, seed=args.seed)
-    print(json.dumps(result.to_json_dict()) if args.json else result.summary())
-    return 0 if not (result.unexpected or result.corrupted or result.leaks) else 1
+    configure(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except TaskbenchError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

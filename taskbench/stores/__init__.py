@@ -16,7 +16,7 @@ STORES = Registry(
     "store",
     {
         "memory": Backend("taskbench.stores.memory", "MemoryStore"),
-        "sqlite": Backend("taskbench.stores.sqlite", "SQLiteStore"),
+        "sqlite": Backend("taskbench.stores.sqlite", "SQLiteStore", file_path=True),
         "postgresql": Backend("taskbench.stores.postgres", "PostgresStore", "postgres"),
         "postgres": Backend("taskbench.stores.postgres", "PostgresStore", "postgres"),
         "redis": Backend("taskbench.stores.redis", "RedisStore", "redis"),

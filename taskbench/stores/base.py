@@ -34,6 +34,15 @@ Design rules (every backend follows them; the contract suite in
   claimable the moment its ``run_at`` passes.
 * **Batches.** Every write takes a sequence, so a backend can do it in one
   round trip.
+* **Arguments are checked once, here, before any write.** A task goes
+  through :func:`taskbench.model.validate_new_task`; every other argument
+  through the ``_check_*`` helpers below: text is a str, UTF-8, without NUL
+  (an id that is not text would match every row under MySQL's casts);
+  times are finite within +-2**53 s (:func:`taskbench.model.is_time`: NaN, the
+  infinities and 10**400 are refused, as is a ``now + lease_s`` past it);
+  counts and attempts fit an INTEGER. Bad input raises ConfigError (a task,
+  InvalidTaskError) naming the argument, and nothing is written. The checks
+  are a few comparisons per task, so the hot path stays cheap.
 * **Errors.** A backend translates its driver's exceptions into
   :mod:`taskbench.errors` (``StoreUnavailableError`` when its server cannot be
   reached) and never puts a password in a message.
@@ -60,12 +69,29 @@ from taskbench.errors import (
     StoreError,
     TaskbenchError,
 )
-from taskbench.model import Lease, Outcome, Task, TaskStatus, validate_new_task
+from taskbench.model import (
+    MAX_ERROR_LENGTH,
+    MAX_PAYLOAD_BYTES,
+    Lease,
+    Outcome,
+    Task,
+    TaskStatus,
+    is_time,
+    is_utf8,
+    shown,
+    validate_new_task,
+)
 from taskbench.urls import redact
 
 MAX_EPOCH = 2**53 - 1
 """The largest epoch: every epoch up to it is exact in a double, so Redis's Lua
 compares epochs as numbers without rounding (and SQL stores them as BIGINT)."""
+
+MAX_COUNT = 2**31 - 1
+"""The largest ``limit`` and lease ``attempt``: every backend's INTEGER holds it."""
+MAX_WAIT_S = 86_400.0
+"""``wait_for_work`` waits at most a day; a longer timeout is cut to it."""
+_STATUS_VALUES = frozenset(status.value for status in TaskStatus)
 
 # How a lost lease ends its task's last_error: "lease of attempt N held by W <reason>".
 EXPIRED = "expired"
@@ -192,34 +218,129 @@ class TaskStore(Protocol):
         """Return when tasks may have become available, or after ``timeout`` seconds."""
 
 
+def _is_key(value: object) -> bool:
+    """Text a store can compare and bind as is: a str, without NUL, UTF-8."""
+    return isinstance(value, str) and "\x00" not in value and is_utf8(value)
+
+
 def _check_worker(worker: object) -> None:
-    if not isinstance(worker, str) or not worker or len(worker) > 200 or "\x00" in worker:
-        raise ConfigError(f"worker must be a non-empty string of up to 200 characters: {worker!r}")
+    if not (_is_key(worker) and 0 < len(worker) <= 200):  # type: ignore[arg-type]
+        raise ConfigError(
+            "worker must be a non-empty string of up to 200 characters, UTF-8 "
+            f"without NUL, got {shown(worker)}"
+        )
 
 
 def _check_positive(value: object, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+    if not (is_time(value) and value > 0):  # type: ignore[operator]
+        raise ConfigError(f"{what} must be a positive number up to 2**53, got {shown(value)}")
+
+
+def _check_count(value: object, what: str) -> None:
+    """A ``limit``: an int from 1 to MAX_COUNT (every backend binds it as an INTEGER)."""
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{what} must be an int, got {shown(value)}")
+    if not 1 <= value <= MAX_COUNT:
+        raise ConfigError(f"{what} must be from 1 to {MAX_COUNT}, got {shown(value)}")
+
+
+def _clock(now: object, what: str = "now") -> float:
+    """``now`` (or the time, if None) as a checked float."""
+    if now is None:
+        return time.time()
+    if not is_time(now):
+        raise ConfigError(f"{what} must be a finite number of seconds or None, got {shown(now)}")
+    return float(now)  # type: ignore[arg-type]
+
+
+def _expiry(now: object, lease_s: object) -> float:
+    """When a lease given at ``now`` for ``lease_s`` seconds runs out (checked)."""
+    _check_positive(lease_s, "lease_s")
+    return _clock(now) + float(lease_s)  # type: ignore[arg-type]
+
+
+def _check_ids(ids: object, what: str) -> list[str]:
+    """Task ids to look up: a sequence (not a string) of text a store can bind.
+
+    An id that is not text would not fail cleanly: MySQL casts ``'abc' = 0``
+    (true), SQLite and Redis would encode it, memory would hash it.
+    """
+    if isinstance(ids, str | bytes) or not isinstance(ids, Collection):
+        raise ConfigError(f"{what} must be a list of task ids, got {shown(ids)}")
+    chosen = list(ids)
+    for task_id in chosen:
+        if not _is_key(task_id):
+            raise ConfigError(
+                f"a task id in {what} must be UTF-8 text without NUL: {shown(task_id)}"
+            )
+    return chosen
+
+
+def _check_lease(lease: object) -> None:
+    if not isinstance(lease, Lease):
+        raise ConfigError(f"a lease must be a Lease, got {shown(lease)}")
+    if not (_is_key(lease.task_id) and _is_key(lease.owner)):
+        raise ConfigError(f"a lease's task_id and owner must be UTF-8 text: {shown(lease)}")
+    attempt = lease.attempt
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 0 <= attempt <= MAX_COUNT:
+        raise ConfigError(f"a lease's attempt must be an int from 0 to {MAX_COUNT}: {shown(lease)}")
+
+
+def _check_leases(leases: Sequence[Lease]) -> None:
+    for lease in leases:
+        _check_lease(lease)
 
 
 def _check_outcome(outcome: Outcome) -> None:
-    if outcome.status is TaskStatus.RUNNING:
-        raise ConfigError(f"an outcome cannot leave task {outcome.lease.task_id!r} running")
+    if not isinstance(outcome, Outcome):
+        raise ConfigError(f"an outcome must be an Outcome, got {shown(outcome)}")
+    _check_lease(outcome.lease)
+    task_id = outcome.lease.task_id
+    if outcome.status not in (TaskStatus.SUCCEEDED, TaskStatus.QUEUED, TaskStatus.DEAD):
+        raise ConfigError(f"an outcome of task {task_id!r} cannot be {shown(outcome.status)}")
     if outcome.status is TaskStatus.QUEUED and outcome.run_at is None:
-        raise ConfigError(f"a retry of task {outcome.lease.task_id!r} needs a run_at")
+        raise ConfigError(f"a retry of task {task_id!r} needs a run_at")
+    _clock(outcome.finished_at, "an outcome's finished_at")
+    if outcome.run_at is not None:
+        _clock(outcome.run_at, "an outcome's run_at")
+    _check_outcome_text(outcome)
+
+
+def _check_outcome_text(outcome: Outcome) -> None:
+    """The error and the result as the Outcome factories make them."""
+    error, result = outcome.error, outcome.result_json
+    if error is not None and not (_is_key(error) and len(error) <= MAX_ERROR_LENGTH):
+        raise ConfigError(
+            f"an outcome's error must be UTF-8 text (see truncate_error): {shown(error)}"
+        )
+    if result is not None and not (_is_key(result) and len(result) <= MAX_PAYLOAD_BYTES):
+        raise ConfigError(
+            f"an outcome's result_json must be JSON text (see encode_json): {shown(result)}"
+        )
+
+
+def wait_timeout(timeout: object) -> float:
+    """A ``wait_for_work`` timeout as seconds from 0 to MAX_WAIT_S; NaN is refused."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout != timeout:
+        raise ConfigError(f"timeout must be a number of seconds, got {shown(timeout)}")
+    if timeout <= 0:
+        return 0.0
+    return float(timeout) if timeout < MAX_WAIT_S else MAX_WAIT_S
 
 
 def _check_epoch(epoch: object) -> None:
     if epoch is None:
         return
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
-        raise ConfigError(f"epoch must be an int from 0 to {MAX_EPOCH} or None, got {epoch!r}")
+        raise ConfigError(f"epoch must be an int from 0 to {MAX_EPOCH} or None, got {shown(epoch)}")
 
 
 def _live_workers(workers: object) -> list[str]:
     """The live workers' names, checked, without duplicates."""
     if isinstance(workers, str | bytes) or not isinstance(workers, Collection):
-        raise ConfigError(f"live_workers must be a collection of worker names, got {workers!r}")
+        raise ConfigError(
+            f"live_workers must be a collection of worker names, got {shown(workers)}"
+        )
     for worker in workers:
         _check_worker(worker)
     return sorted(set(workers))
@@ -238,9 +359,20 @@ def lost_lease_error(attempt: int, owner: str | None, reason: str) -> str:
     return f"lease of attempt {attempt} held by {owner} {reason}"
 
 
-def _check_statuses(statuses: Collection[TaskStatus] | None) -> None:
-    if statuses is not None and any(s not in TaskStatus for s in statuses):
-        raise ConfigError(f"unknown status in {sorted(map(str, statuses))}")
+def _statuses(statuses: object) -> list[TaskStatus] | None:
+    """The statuses named (members or their values), or None for all; ConfigError otherwise.
+
+    (``x in TaskStatus`` is no test: on Python 3.11 it raises TypeError for a non-member.)
+    """
+    if statuses is None:
+        return None
+    if isinstance(statuses, str | bytes) or not isinstance(statuses, Collection):
+        raise ConfigError(f"statuses must be a collection of TaskStatus, got {shown(statuses)}")
+    for status in statuses:
+        if not (isinstance(status, str) and status in _STATUS_VALUES):
+            known = ", ".join(sorted(_STATUS_VALUES))
+            raise ConfigError(f"unknown status {shown(status)}; known: {known}")
+    return [TaskStatus(s) for s in statuses]
 
 
 class BaseStore(abc.ABC):
@@ -305,11 +437,11 @@ class BaseStore(abc.ABC):
         self, worker: str, limit: int, *, lease_s: float, now: float | None = None
     ) -> list[Task]:
         _check_worker(worker)
-        _check_positive(limit, "limit")
+        _check_count(limit, "limit")
         _check_positive(lease_s, "lease_s")
-        result: list[Task] = await self._call(
-            self._claim(worker, int(limit), lease_s, time.time() if now is None else now)
-        )
+        clock = _clock(now)
+        _clock(clock + lease_s, "now + lease_s")
+        result: list[Task] = await self._call(self._claim(worker, limit, float(lease_s), clock))
         return result
 
     async def finish(self, outcomes: Sequence[Outcome]) -> int:
@@ -325,16 +457,17 @@ class BaseStore(abc.ABC):
     async def extend(
         self, leases: Sequence[Lease], *, lease_s: float, now: float | None = None
     ) -> int:
-        _check_positive(lease_s, "lease_s")
+        expires = _clock(_expiry(now, lease_s), "now + lease_s")
         if not leases:
             return 0
-        expires = (time.time() if now is None else now) + lease_s
+        _check_leases(leases)
         extended: int = await self._call(self._extend(leases, expires))
         return extended
 
     async def release(self, leases: Sequence[Lease]) -> int:
         if not leases:
             return 0
+        _check_leases(leases)
         released: int = await self._call(self._release(leases))
         self._work.set()
         return released
@@ -345,7 +478,7 @@ class BaseStore(abc.ABC):
 
     async def requeue_expired(self, *, now: float | None = None, epoch: int | None = None) -> int:
         _check_epoch(epoch)
-        clock = time.time() if now is None else now
+        clock = _clock(now)
         count: int = await self._call(self._requeue_expired(clock, epoch))
         if count:
             self._work.set()
@@ -360,16 +493,17 @@ class BaseStore(abc.ABC):
     ) -> int:
         live = _live_workers(live_workers)
         _check_epoch(epoch)
-        clock = time.time() if now is None else now
+        clock = _clock(now)
         count: int = await self._call(self._requeue_abandoned(live, clock, epoch))
         if count:
             self._work.set()
         return count
 
     async def get_many(self, ids: Sequence[str]) -> list[Task]:
-        if not ids:
+        chosen = _check_ids(ids, "ids")
+        if not chosen:
             return []
-        tasks: list[Task] = await self._call(self._get_many(list(ids)))
+        tasks: list[Task] = await self._call(self._get_many(chosen))
         return tasks
 
     async def get(self, task_id: str) -> Task | None:
@@ -381,32 +515,33 @@ class BaseStore(abc.ABC):
         return {status: counted.get(status, 0) for status in TaskStatus}
 
     async def list_dead(self, *, limit: int = 100) -> list[Task]:
-        _check_positive(limit, "limit")
-        dead: list[Task] = await self._call(self._list_dead(int(limit)))
+        _check_count(limit, "limit")
+        dead: list[Task] = await self._call(self._list_dead(limit))
         return dead
 
     async def requeue_dead(
         self, ids: Sequence[str] | None = None, *, now: float | None = None
     ) -> int:
-        chosen = None if ids is None else list(ids)
-        count: int = await self._call(
-            self._requeue_dead(chosen, time.time() if now is None else now)
-        )
+        chosen = None if ids is None else _check_ids(ids, "ids")
+        clock = _clock(now)
+        if chosen == []:
+            return 0
+        count: int = await self._call(self._requeue_dead(chosen, clock))
         if count:
             self._work.set()
         return count
 
     async def purge(self, statuses: Collection[TaskStatus] | None = None) -> int:
-        _check_statuses(statuses)
-        wanted = None if statuses is None else [TaskStatus(s) for s in statuses]
+        wanted = _statuses(statuses)
         purged: int = await self._call(self._purge(wanted))
         return purged
 
     async def wait_for_work(self, timeout: float) -> None:
         """In-process wake-up on this store's own writes; backends with a
         server-side notification (LISTEN/NOTIFY, blocking pops) override it."""
+        seconds = wait_timeout(timeout)  # before making the coroutine it would orphan
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
+            await asyncio.wait_for(self._work.wait(), seconds)
         self._work.clear()
 
     # -- storage calls: each backend implements these --------------------------------

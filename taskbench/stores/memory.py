@@ -5,6 +5,10 @@ Tasks live in a dict by id. Two heaps give the claim order without scanning:
 move to ``_ready``, ordered by (priority descending, run_at, arrival). Heap
 entries are never removed in place: an entry whose task has since changed
 (claimed, purged, re-enqueued) is recognised as stale and skipped when popped.
+A claim whose ``now`` is earlier than an earlier claim's (a caller's clock, or
+the wall clock stepping back) may find entries in ``_ready`` that are not due
+at its ``now``: it moves them back to ``_waiting`` rather than hand them out.
+Times are finite (the base class refuses the rest), so the heaps stay ordered.
 
 Each call runs to completion without awaiting, so on one event loop every
 call is atomic: the fence (two attributes, the newest epoch issued and the
@@ -92,6 +96,9 @@ class MemoryStore(BaseStore):
         while ready and len(claimed) < limit:
             _, run_at, seq, task_id = heapq.heappop(ready)
             if not self._is_current(task_id, seq, run_at):
+                continue
+            if run_at > now:  # promoted by a claim with a later now: not due yet
+                heapq.heappush(self._waiting, (run_at, seq, task_id))
                 continue
             task = replace(
                 self._tasks[task_id],
@@ -212,6 +219,9 @@ class MemoryStore(BaseStore):
             del self._tasks[task_id]
             del self._seq[task_id]
             self._running.discard(task_id)
+        if not self._tasks:  # every heap entry is stale: drop them at once
+            self._waiting.clear()
+            self._ready.clear()
         return len(doomed)
 
 

@@ -34,7 +34,8 @@ Design rules:
   moves the fence row (``UPDATE ... WHERE seen <= epoch``, which keeps the
   row locked until commit) and then makes its change; a refused epoch rolls
   the transaction back with StaleEpochError.
-* **One schema.** The DDL is ``schema.create_statements("mysql")``; MySQL,
+* **One schema.** The DDL is ``schema.create_statements("mariadb")`` or
+  ``("mysql")`` (they differ only in the no-pad binary collation); MySQL,
   which has no ``CREATE INDEX IF NOT EXISTS``, runs it without the clause
   and takes "duplicate key name" (1061) as "already there".
 * **No server push.** ``wait_for_work`` wakes on this store's own writes at
@@ -62,7 +63,14 @@ from taskbench.errors import (
     TaskbenchError,
 )
 from taskbench.model import Lease, Outcome, Task, TaskPriority, TaskStatus
-from taskbench.stores.base import ABANDONED, EXPIRED, BaseStore, Capability, stale_epoch
+from taskbench.stores.base import (
+    ABANDONED,
+    EXPIRED,
+    BaseStore,
+    Capability,
+    stale_epoch,
+    wait_timeout,
+)
 from taskbench.stores.schema import FENCE, TABLES, TASKS_TABLE, create_statements
 from taskbench.urls import split_url
 
@@ -482,7 +490,7 @@ class MySQLStore(BaseStore):
     async def wait_for_work(self, timeout: float) -> None:
         """Wake on this store's own writes at once, on other processes' within a poll."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_timeout(timeout)
         while (remaining := deadline - loop.time()) > 0:
             try:
                 await asyncio.wait_for(self._work.wait(), min(POLL_INTERVAL_S, remaining))
@@ -639,7 +647,7 @@ def _create_schema(cursor: Cursor) -> None:
     version = cursor.connection.get_server_info()
     require_skip_locked(version)
     is_mariadb, _ = parse_version(version)
-    for statement in create_statements("mysql"):
+    for statement in create_statements("mariadb" if is_mariadb else "mysql"):
         _create(cursor, statement if is_mariadb else _without_if_not_exists(statement))
 
 

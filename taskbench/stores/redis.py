@@ -90,7 +90,14 @@ from taskbench.errors import (
     TaskbenchError,
 )
 from taskbench.model import Lease, Outcome, Task, TaskPriority, TaskStatus
-from taskbench.stores.base import ABANDONED, EXPIRED, BaseStore, Capability, stale_epoch
+from taskbench.stores.base import (
+    ABANDONED,
+    EXPIRED,
+    BaseStore,
+    Capability,
+    stale_epoch,
+    wait_timeout,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -760,7 +767,7 @@ class RedisStore(BaseStore):
         claims and finishes need. A token left by an earlier write returns at
         once: a wake-up is a hint that work *may* be there, never lost.
         """
-        wakeup = self._keys[_WAKEUP_KEY]
+        wakeup, timeout = self._keys[_WAKEUP_KEY], wait_timeout(timeout)
         if timeout < _MIN_BLOCK_S:
             await self._call(self._blocking.lpop(wakeup))
             return

@@ -14,6 +14,15 @@ claim whatever the backlog; where the dialect supports it (PostgreSQL,
 SQLite) the index is partial, holding queued rows only, so it stays as small
 as the queue. MariaDB has no partial indexes and gets the full index.
 
+MySQL and MariaDB compare ids and lease owners with a binary collation that
+does *not* pad: under a PAD SPACE collation (MariaDB's ``utf8mb4_bin``)
+``'x' = 'x '`` holds, so a look-alike id would match a task and a duplicate
+check would refuse a distinct id. MariaDB spells it ``utf8mb4_nopad_bin``;
+MySQL 8.0.17+ ``utf8mb4_0900_bin`` (every 0900 collation is NO PAD). The
+declaration carries MariaDB's; ``create_statements("mysql")`` swaps in
+MySQL's, ``create_statements("mariadb")`` keeps it. A table created by an
+older taskbench keeps its collation (CREATE TABLE IF NOT EXISTS).
+
 The fence table holds one row per store (``name`` = ``FENCE``): the newest
 epoch the store issued and the newest a leader's write carried (see
 :mod:`taskbench.stores.base`, "Fencing"). It is created, and its row seeded,
@@ -46,6 +55,9 @@ FENCES_TABLE = "taskbench_fences"
 TABLES = (TASKS_TABLE, FENCES_TABLE)
 FENCE = "leader"
 """The name of the store's one fence row."""
+MARIADB_COLLATION = "utf8mb4_nopad_bin"
+MYSQL_COLLATION = "utf8mb4_0900_bin"
+"""Binary, NO PAD collations: ids compare byte for byte, trailing spaces included."""
 
 metadata = MetaData()
 
@@ -76,8 +88,9 @@ tasks = Table(
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
     # Ids and lease owners compare byte for byte, as on every other backend
-    # (MariaDB's default collation would make "ABC" and "abc" the same task).
-    mysql_collate="utf8mb4_bin",
+    # (MariaDB's default collation would make "ABC" and "abc" the same task,
+    # and utf8mb4_bin "x" and "x "): see the module docstring.
+    mysql_collate=MARIADB_COLLATION,
 )
 
 fences = Table(
@@ -88,7 +101,7 @@ fences = Table(
     Column("seen", BigInteger, nullable=False),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
-    mysql_collate="utf8mb4_bin",
+    mysql_collate=MARIADB_COLLATION,
 )
 
 _queued = tasks.c.status == "queued"
@@ -117,6 +130,7 @@ _DIALECTS: dict[str, Dialect] = {
     "sqlite": sqlite.dialect(),
     "postgresql": postgresql.dialect(),  # type: ignore[no-untyped-call]
     "mysql": mysql.dialect(),
+    "mariadb": mysql.dialect(),  # the same DDL; only the collation differs
 }
 
 
@@ -138,7 +152,7 @@ def create_statements(dialect_name: str, *, with_indexes: bool = True) -> list[s
     """
     target = dialect(dialect_name)
     statements = [
-        str(CreateTable(table, if_not_exists=True).compile(dialect=target))
+        _collated(str(CreateTable(table, if_not_exists=True).compile(dialect=target)), dialect_name)
         for table in (tasks, fences)
     ]
     # The fence row is seeded before the indexes: CREATE INDEX locks the task
@@ -151,6 +165,13 @@ def create_statements(dialect_name: str, *, with_indexes: bool = True) -> list[s
             ddl = CreateIndex(index, if_not_exists=True).compile(dialect=target)
             statements.append(str(ddl))
     return [s.strip() for s in statements]
+
+
+def _collated(ddl: str, dialect_name: str) -> str:
+    """The CREATE TABLE with MySQL's no-pad binary collation in place of MariaDB's."""
+    if dialect_name != "mysql":
+        return ddl
+    return ddl.replace(f"COLLATE {MARIADB_COLLATION}", f"COLLATE {MYSQL_COLLATION}")
 
 
 def _seed_fence(dialect_name: str) -> str:

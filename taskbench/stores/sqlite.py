@@ -65,8 +65,16 @@ from taskbench.errors import (
     TaskbenchError,
 )
 from taskbench.model import Lease, Outcome, Task, TaskPriority, TaskStatus
-from taskbench.stores.base import ABANDONED, EXPIRED, BaseStore, Capability, stale_epoch
+from taskbench.stores.base import (
+    ABANDONED,
+    EXPIRED,
+    BaseStore,
+    Capability,
+    stale_epoch,
+    wait_timeout,
+)
 from taskbench.stores.schema import FENCE, TABLES, TASKS_TABLE, create_statements
+from taskbench.urls import check_file_path, redact
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -377,16 +385,21 @@ def _data_version(connection: sqlite3.Connection) -> int:
 
 
 def database_path(url: str) -> str:
-    """The file a ``sqlite://`` URL names, or ``:memory:`` (SQLAlchemy's convention)."""
+    """The file a ``sqlite://`` URL names, or ``:memory:`` (SQLAlchemy's convention).
+
+    The path is taken literally (no percent-decoding): any name the file system
+    can hold, a non-UTF-8 byte from the command line included; a NUL is refused.
+    """
     scheme, _, rest = url.partition("://")
     if scheme.lower() != "sqlite" or "?" in rest or "#" in rest:
         raise ConfigError(
-            f"not a plain SQLite URL: {url!r}; expected sqlite:///relative.db, "
+            f"not a plain SQLite URL: {redact(url)!r}; expected sqlite:///relative.db, "
             "sqlite:////absolute.db or sqlite:// (options go to open_store as ?name=value)"
         )
     if rest and not rest.startswith("/"):
-        raise ConfigError(f"a SQLite URL has no host: {url!r}; expected sqlite:///path.db")
+        raise ConfigError(f"a SQLite URL has no host: {redact(url)!r}; expected sqlite:///path.db")
     path = rest[1:]
+    check_file_path(path, url)
     return IN_MEMORY if path in ("", IN_MEMORY) else path
 
 
@@ -619,7 +632,7 @@ class SQLiteStore(BaseStore):
             await super().wait_for_work(timeout)
             return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_timeout(timeout)
         seen = await self._call(self._submit(self._poll_version))
         while not self._work.is_set() and (remaining := deadline - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):

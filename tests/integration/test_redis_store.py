@@ -250,7 +250,7 @@ TRICKY_DOUBLES = [
     0.1 + 0.2,
     T0 + 1 / 3,
     1e-300,
-    2.0**53 + 2,
+    2.0**53,  # the latest time a store accepts (model.MAX_TIME); past it is refused
     1_699_999_999.9999998,
     123456789.12345679,
 ]

@@ -3,13 +3,16 @@
 Each test runs real operations with a password-bearing URL against a server
 that requires it (a throwaway ``redis-server`` with ``requirepass`` on a free
 port; the MariaDB test user) or ignores it (PostgreSQL's trust auth), the
-same with a wrong password, an unreachable port and a malformed URL, and
-keeps everything they produce: log records at DEBUG, every exception's str,
+same with a wrong password, an unreachable port and malformed URLs (a bad
+port, a bad scheme, the password raw or cut by a '#'), and keeps everything
+they produce: log records at DEBUG, every exception's str,
 repr and chained messages, the CLI's stdout and stderr, the Parquet results
 that ``save_run`` and the CLI write. Then
 :func:`taskbench.faults.secrets.scan` greps it all: zero occurrences, in any
 form (raw, URL-quoted, JSON- or HTML-escaped...). A positive control shows
-the scan finds a secret planted in each of those forms.
+the scan finds a secret planted in each of those forms. The HTML report and
+the executed notebooks are scanned the same way by
+``tests/notebooks/test_notebooks.py``, on the report that test builds.
 """
 
 from __future__ import annotations
@@ -56,6 +59,21 @@ def with_port(url: str, port: int | str) -> str:
     parts = urlsplit(url)
     userinfo, _, _ = parts.netloc.rpartition("@")
     return urlunsplit(parts._replace(netloc=f"{userinfo}@127.0.0.1:{port}"))
+
+
+def malformed_urls(url: str, secret: str) -> dict[str, str]:
+    """``url`` made malformed with the password in it: given raw (its '@', '/' or '%'
+    unquoted), behind a bad scheme, and cut short by a raw '#' after it."""
+    parts = urlsplit(url)
+    user, rest = parts.username or "", parts.netloc.rpartition("@")[2] + parts.path
+    quoted = quote(secret, safe="")
+    broken = {
+        "bad-scheme": f"a b://{user}:{quoted}@{rest}",
+        "hash-after-password": f"{parts.scheme}://{user}:{quoted}#x@{rest}",
+    }
+    if quoted != secret:  # a password with nothing to quote makes a well-formed URL
+        broken["raw-password"] = f"{parts.scheme}://{user}:{secret}@{rest}"
+    return broken
 
 
 class Evidence:
@@ -144,6 +162,9 @@ async def exercise_everything(url: str, secret: str, tmp_path: Path) -> tuple[Ev
     assert run_cli(evidence, "cli", results, *bench_args(url, results)) == 0
     await expect_failure(evidence, "unreachable", with_port(url, free_port()))
     await expect_failure(evidence, "malformed", with_port(url, "99999"))
+    for label, broken in malformed_urls(url, secret).items():
+        await expect_failure(evidence, label, broken)
+        assert run_cli(evidence, f"cli-{label}", results, *bench_args(broken, results)) == 2
     wrong = with_password(url, "Wr0ng-" + secret)
     if url.startswith("postgresql"):  # trust auth takes any password: refuse the database
         missing = urlunsplit(urlsplit(url)._replace(path="/tb_no_such_database"))
@@ -285,15 +306,6 @@ def test_results_and_notebooks_in_the_checkout_carry_no_password() -> None:
         pytest.skip("no test server URL carries a password (see tests/backends.py)")
     places = [ROOT / "data", ROOT / "notebooks"]
     found = scan([p for p in places if p.exists()], passwords)
-    assert not found, "\n".join(map(str, found))
-
-
-def test_the_report_carries_no_password() -> None:
-    reports = ROOT / "reports"
-    if not reports.is_dir():
-        pytest.skip("reports/ is not built in this checkout (the notebooks' HTML build makes it)")
-    passwords = _env_passwords() or ["no-password-configured"]
-    found = scan([reports], passwords)
     assert not found, "\n".join(map(str, found))
 
 

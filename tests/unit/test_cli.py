@@ -13,6 +13,8 @@ never into the checkout's data/.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 
 from taskbench.bench.results import RESULTS_DIR_VARIABLE, load_runs
-from taskbench.cli import main
+from taskbench.cli import lenient_output, main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTORS = ["taskbench", "asyncio", "threads"]
@@ -433,3 +435,60 @@ def test_overhead_runs_both_sides_interleaved_and_saves_them(
     assert found["hook_cpu_us_per_task"] > 0 and 0 < found["hook_ratio"] < 1
     frame = load_runs(results_folder, kind="overhead")
     assert sorted(frame["metrics"]) == [False, False, True, True]
+
+
+# -- faults hostile / backup: their arguments are checked before anything runs ---------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hostile"], "the following arguments are required: --store"),
+        (["hostile", "--store", "memory://", "--examples", "0"], "at least 1 example"),
+        (["hostile", "--store", "memory://", "--examples", "many"], "expected a whole number"),
+        (["hostile", "--store", "memory://", "--entry-points", "cli,nope"], "'nope'; known:"),
+        (["hostile", "--store", "memory://", "--entry-points", ","], "none given"),
+        (["hostile", "--store", f"redis://:{PASSWORD}@a..b/0"], "host 'a..b' is not a valid"),
+        (["backup", "--store", "memory://", "--tasks", "5"], "at least 6 tasks"),
+        (["backup", "--store", "memory://", "--tasks", "1e3"], "expected a whole number"),
+        (["backup", "--store", "nosuch://x"], "unknown store scheme 'nosuch'"),
+        (["backup", "--tasks", "10"], "the following arguments are required: --store"),
+    ],
+)
+def test_faults_hostile_and_backup_refuse_bad_arguments_with_exit_2(
+    args: list[str], message: str, capsys: Capture
+) -> None:
+    code, out, err = in_process(capsys, "faults", *args)
+    assert (code, out) == (2, "")
+    assert f"taskbench faults {args[0]}: error:" in err and message in err, err
+    assert PASSWORD not in err
+
+
+def test_faults_backup_runs_its_drill_as_a_cli_entry(tmp_path: Path, capsys: Capture) -> None:
+    url = f"sqlite:///{tmp_path / 'drill.db'}"
+    found = printed_json(capsys, "faults", "backup", "--store", url, "--tasks", "12", "--json")
+    assert (found["tasks"], found["mismatches"]) == (12, 0)
+
+
+def test_a_store_path_that_is_not_utf8_is_printed_escaped(tmp_path: Path) -> None:
+    """A non-UTF-8 byte in a path (a lone surrogate in argv) to a strict UTF-8 pipe."""
+    store = os.fsencode(f"sqlite:///{tmp_path}/") + b"\xff.db"
+    command: list[str | bytes] = [sys.executable, "-m", "taskbench.cli", "bench", "--store", store]
+    command += GOOD[2:]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=90, env=env, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"\\udcff.db" in done.stdout
+
+
+def test_lenient_output_escapes_what_a_strict_stdout_cannot_encode() -> None:
+    raw = io.BytesIO()
+    strict = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    with contextlib.redirect_stdout(strict):
+        with lenient_output():
+            print("path \udcff.db")
+        with pytest.raises(UnicodeEncodeError):
+            print("\udcff")
+    strict.flush()
+    assert raw.getvalue() == b"path \\udcff.db\n"
+    assert strict.errors == "strict"

@@ -9,12 +9,17 @@ import pytest
 
 from taskbench.errors import InvalidTaskError
 from taskbench.model import (
+    LEASE_FIELDS,
     MAX_PAYLOAD_BYTES,
+    MAX_TIME,
     Outcome,
     RetryPolicy,
     Task,
     TaskPriority,
     TaskStatus,
+    is_time,
+    shown,
+    truncate_error,
     validate_new_task,
 )
 
@@ -25,6 +30,13 @@ def test_new_task_defaults() -> None:
     assert (task.run_at, task.created_at, task.priority) == (100.0, 100.0, TaskPriority.NORMAL)
     assert task.payload == {"to": "a@example.org"}
     assert len(task.id) == 32
+
+
+def _nested(depth: int) -> object:
+    value: object = None
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 @pytest.mark.parametrize(
@@ -46,6 +58,15 @@ def test_new_task_defaults() -> None:
         ({"run_at": math.inf}, "run_at must be a finite number"),
         ({"id": ""}, "task id must be a non-empty string"),
         ({"id": "i" * 65}, "the limit is 64"),
+        ({"id": "id\ud800"}, "task id must be UTF-8 text"),
+        ({"name": "job\udc80"}, "task name must be UTF-8 text"),
+        ({"payload": _nested(5_000)}, "nested too deeply"),
+        ({"run_at": math.nan}, "run_at must be a finite number"),
+        ({"run_at": 10**400}, "run_at must be a finite number"),
+        ({"run_at": MAX_TIME * 2}, "run_at must be a finite number"),
+        ({"now": -math.inf, "run_at": 1.0}, "created_at must be a finite number"),
+        ({"max_attempts": 10**5_000}, "got an int of 16610 bits"),
+        ({"priority": 10**5_000}, "unknown priority an int of 16610 bits"),
     ],
 )
 def test_bad_new_task_is_refused_with_a_clear_message(
@@ -63,9 +84,56 @@ def test_hand_built_tasks_are_checked_too() -> None:
         replace(good, payload_json="{broken"),
         replace(good, status=TaskStatus.SUCCEEDED),
         replace(good, attempts=1),
+        replace(good, attempts=10**5_000),
+        replace(good, status="queued"),  # type: ignore[arg-type]
+        replace(good, priority="high"),  # type: ignore[arg-type]
+        replace(good, payload_json="[" * 5_000),
+        replace(good, payload_json='"\ud800"'),
+        replace(good, payload_json="NaN"),
+        replace(good, payload_json='{"a": -Infinity}'),
     ):
         with pytest.raises(InvalidTaskError):
             validate_new_task(bad)
+    validate_new_task(replace(good, payload_json='"\\ud800"'))  # escaped: JSON text, UTF-8
+
+
+@pytest.mark.parametrize("field", LEASE_FIELDS)
+def test_a_new_task_leaves_the_fields_a_run_sets_empty(field: str) -> None:
+    value = "w" if field in ("lease_owner", "last_error", "result_json") else 5.0
+    with pytest.raises(InvalidTaskError, match=f"its {field} must be None"):
+        validate_new_task(replace(Task.new("job"), **{field: value}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, True),
+        (-1.5, True),
+        (MAX_TIME, True),
+        (2**53 + 1, False),
+        (math.nan, False),
+        (math.inf, False),
+        (10**400, False),
+        (True, False),
+        ("1", False),
+        (None, False),
+    ],
+)
+def test_a_time_is_a_finite_number_within_the_exact_doubles(value: object, expected: bool) -> None:
+    assert is_time(value) is expected
+
+
+def test_shown_keeps_messages_short_and_never_raises() -> None:
+    assert shown(10**5_000) == "an int of 16610 bits"
+    assert len(shown("x" * 1_000_000)) <= 80
+    assert shown(True) == "True"
+
+
+def test_an_error_is_stored_as_utf8_without_nul() -> None:
+    assert truncate_error("bad \udcff name\x00") == "bad \\udcff name\\0"
+    assert truncate_error("é😀") == "é😀"
+    with pytest.raises(InvalidTaskError):
+        truncate_error(b"bytes")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
