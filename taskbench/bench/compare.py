@@ -4,7 +4,12 @@ A benchmark repeated a few times gives a few numbers per version; the
 question "did it get faster?" is answered by :func:`compare`: the ratio of
 the medians (after / before) and a percentile-bootstrap confidence interval
 of that ratio. The change is *significant* when the interval excludes 1.0.
-:func:`summarise` gives the median and spread a table prints beside it.
+:func:`compare_paired` is the same for interleaved runs (before and after
+measured in turn, pair by pair): the median of the per-pair ratios, with
+the pairs resampled together, so a load that drifts slowly over the
+session (a shared machine) cancels out of each pair instead of widening
+the interval. :func:`summarise` gives the median and spread a table prints
+beside it.
 
 Design rules:
 
@@ -39,7 +44,7 @@ with requires_extra("comparing benchmark results"):
 
 Values = npt.NDArray[np.float64]
 
-__all__ = ["Comparison", "Summary", "compare", "summarise"]
+__all__ = ["Comparison", "Summary", "compare", "compare_paired", "summarise"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,15 +158,50 @@ def compare(
     new = _as_values(after, "after", positive=True)
     rng = np.random.default_rng(seed)
     ratios = bootstrap_medians(new, resamples, rng) / bootstrap_medians(old, resamples, rng)
+    ratio = float(np.median(new) / np.median(old))
+    return _comparison(ratio, ratios, confidence, higher_is_better, (old.size, new.size))
+
+
+def _comparison(
+    ratio: float, resampled: Values, confidence: float, higher_is_better: bool, n: tuple[int, int]
+) -> Comparison:
+    """``ratio`` with the percentile interval of its ``resampled`` values."""
     tail = (1.0 - confidence) / 2.0
-    low, high = (float(q) for q in np.quantile(ratios, [tail, 1.0 - tail]))
+    low, high = (float(q) for q in np.quantile(resampled, [tail, 1.0 - tail]))
     return Comparison(
-        ratio=float(np.median(new) / np.median(old)),
+        ratio=ratio,
         ci_low=low,
         ci_high=high,
         confidence=confidence,
         significant=high < 1.0 or low > 1.0,
         higher_is_better=higher_is_better,
-        n_before=int(old.size),
-        n_after=int(new.size),
+        n_before=int(n[0]),
+        n_after=int(n[1]),
+    )
+
+
+def compare_paired(
+    before: Sequence[float],
+    after: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Comparison:
+    """The median of the ratios ``after[i] / before[i]``, with a bootstrap interval over pairs.
+
+    For runs made in interleaved pairs: whatever slows both runs of a pair
+    down (the machine's load at that moment) cancels in their ratio.
+    ``before`` and ``after`` must be the same length (ConfigError otherwise).
+    """
+    _check_settings(confidence, resamples)
+    old = _as_values(before, "before", positive=True)
+    new = _as_values(after, "after", positive=True)
+    if old.size != new.size:
+        raise ConfigError(f"paired values need as many after as before ({new.size} != {old.size})")
+    ratios = new / old
+    medians = bootstrap_medians(ratios, resamples, np.random.default_rng(seed))
+    return _comparison(
+        float(np.median(ratios)), medians, confidence, higher_is_better, (old.size, new.size)
     )

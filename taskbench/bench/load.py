@@ -12,7 +12,11 @@ Three ways to load a store (``taskbench bench --mode``):
   arrival as ``created_at``, so every latency counts from when the task was
   meant to arrive: a stalled producer or store cannot hide the tasks that
   queued up behind the stall (wrk2's answer to coordinated omission). The
-  consumers are one :class:`~taskbench.executor.TaskExecutor`. Each task's
+  producer keeps up to ``MAX_SENDS_IN_FLIGHT`` enqueue calls in flight, as
+  independent clients would, so one slow round trip does not hold back the
+  arrivals after it (with one call at a time, a 10 ms enqueue at 1,000/s
+  made the producer itself the queue). The consumers are one
+  :class:`~taskbench.executor.TaskExecutor`. Each task's
   queue wait is split into the producer's lateness, the enqueue round trip
   and the executor's wake-up (see :mod:`taskbench.bench.metrics`).
 * ``closed``: ``concurrency`` virtual clients each enqueue one task and wait
@@ -81,6 +85,8 @@ START_DELAY_S = 0.05
 """The schedule starts this long after the executor, so it is waiting when arrival 0 is due."""
 MAX_SEND_BATCH = 1_000
 """The most tasks a late producer sends in one ``enqueue``."""
+MAX_SENDS_IN_FLIGHT = 8
+"""The most ``enqueue`` calls the open loop's producer has in flight at once."""
 IDLE_POLL_S = 0.05
 """How often the open loop checks, after the last arrival, whether every task has ended."""
 TAIL_TIMEOUT_S = 60.0
@@ -468,22 +474,42 @@ class Schedule:
 async def produce(
     store: TaskStore, workload: Workload, schedule: Schedule, recorder: Recorder | None
 ) -> list[str]:
-    """Enqueue every arrival of ``schedule`` on time (a batch of all that are due when late)."""
+    """Enqueue every arrival of ``schedule`` on time (a batch of all that are due when late).
+
+    Up to MAX_SENDS_IN_FLIGHT enqueue calls are in flight at once, as from
+    independent clients: a slow round trip delays its own tasks, not the
+    sending of the next arrivals. The first error of a send is raised.
+    """
     ids: list[str] = []
-    total = len(schedule.times)
-    while len(ids) < total:
-        sent, now = len(ids), time.time()
-        due = min(schedule.due(now), sent + MAX_SEND_BATCH)
-        if due <= sent:
-            await asyncio.sleep(schedule.times[sent] - now)
-            continue
-        batch = [schedule.task(workload, i) for i in range(sent, due)]
+    slots = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
+    try:
+        async with asyncio.TaskGroup() as sends:
+            while len(ids) < len(schedule.times):
+                await slots.acquire()
+                sent, now = len(ids), time.time()
+                due = min(schedule.due(now), sent + MAX_SEND_BATCH)
+                if due <= sent:
+                    slots.release()
+                    await asyncio.sleep(schedule.times[sent] - now)
+                    continue
+                batch = [schedule.task(workload, i) for i in range(sent, due)]
+                ids.extend(task.id for task in batch)
+                sends.create_task(_send(store, batch, recorder, slots))
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
+    return ids
+
+
+async def _send(
+    store: TaskStore, batch: list[Task], recorder: Recorder | None, slot: asyncio.Semaphore
+) -> None:
+    try:
         started = time.time()
         await store.enqueue(batch)
         if recorder is not None:
             recorder.on_enqueued(batch, started, time.time())
-        ids.extend(task.id for task in batch)
-    return ids
+    finally:
+        slot.release()
 
 
 async def _producer_store(
@@ -702,13 +728,19 @@ def save_results(
 # -- the harness's own overhead -------------------------------------------------------
 
 
+OVERHEAD_TARGET = 0.95
+"""The harness may cost at most 5 % of throughput: metrics on / off >= 0.95."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Overhead:
     """Drains with metrics on and off, interleaved, compared two ways (on / off).
 
     ``wall`` compares ``drain_tps``; ``cpu`` compares tasks per CPU second of
     this process during the drain (``tasks / drain_cpu_s``), which other
-    programs on a shared machine disturb much less than the wall clock.
+    programs on a shared machine disturb much less than the wall clock. Both
+    are paired comparisons (:func:`~taskbench.bench.compare.compare_paired`):
+    repeat ``i`` with metrics against repeat ``i`` without, run back to back.
     """
 
     on: list[DrainResult]
@@ -736,7 +768,7 @@ def tasks_per_cpu_s(result: DrainResult) -> float:
 
 async def measure_overhead(config: DrainConfig, repeats: int = 5) -> Overhead:
     """Drain with metrics on and off, ``repeats`` times each, alternating which goes first."""
-    from taskbench.bench.compare import compare
+    from taskbench.bench.compare import compare_paired
 
     check_positive(repeats, "repeats")
     on, off = replace(config, metrics=True), replace(config, metrics=False)
@@ -749,8 +781,23 @@ async def measure_overhead(config: DrainConfig, repeats: int = 5) -> Overhead:
         hook_cpu_us=hook_cpu_per_task() * 1e6,
         on=with_metrics,
         off=without,
-        wall=compare([r.drain_tps for r in without], [r.drain_tps for r in with_metrics]),
-        cpu=compare(
+        wall=compare_paired([r.drain_tps for r in without], [r.drain_tps for r in with_metrics]),
+        cpu=compare_paired(
             [tasks_per_cpu_s(r) for r in without], [tasks_per_cpu_s(r) for r in with_metrics]
         ),
     )
+
+
+def harness_overhead(
+    url: str = "memory://", *, tasks: int = 20_000, concurrency: int = 50, repeats: int = 10
+) -> Overhead:
+    """The harness's cost on ``url``'s drain (default: the memory store, the worst case).
+
+    ``repeats`` interleaved pairs of no-op drains, metrics on and off
+    (:func:`measure_overhead`); the target is ``overhead.cpu.ratio`` and
+    ``overhead.wall.ratio`` >= :data:`OVERHEAD_TARGET`. The same as
+    ``taskbench overhead --store URL --tasks N --concurrency C --repeats R``.
+    In a running event loop (Jupyter), ``await measure_overhead(config, repeats)``.
+    """
+    config = DrainConfig.create(url, tasks=tasks, concurrency=concurrency, workload="noop")
+    return asyncio.run(measure_overhead(config, repeats))

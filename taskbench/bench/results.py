@@ -99,6 +99,7 @@ __all__ = [
     "latest",
     "load_runs",
     "merge_histograms",
+    "percentiles_ms",
     "results_dir",
     "save_run",
 ]
@@ -372,3 +373,19 @@ def merge_histograms(encoded: Iterable[str | bytes | None]) -> HdrHistogram:
         except Exception as exc:
             raise ConfigError(f"not an encoded HdrHistogram: {type(exc).__name__}: {exc}") from None
     return merged
+
+
+def percentiles_ms(
+    encoded: Iterable[str | bytes | None], percentiles: Iterable[float] = (50.0, 99.0, 99.9)
+) -> dict[str, float]:
+    """Percentiles in ms of the merged histograms, keyed ``p50``, ``p99``, ``p99.9``, ...
+
+    ``percentiles_ms(latest("open", store=url)["queue_hist"])``: the open
+    loop's enqueue -> start wait over every saved repeat (NaN when empty).
+    """
+    merged = merge_histograms(encoded)
+    empty = merged.get_total_count() == 0
+    return {
+        f"p{q:g}": math.nan if empty else merged.get_value_at_percentile(q) / 1000.0
+        for q in percentiles
+    }

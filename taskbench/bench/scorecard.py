@@ -19,10 +19,12 @@ Performance
     ``multi_process`` (capability) and ``process_speedup``: aggregate
     throughput with the most worker processes over one process.
 Reliability
-    ``durability_lost``: tasks lost after a crash, read from saved results
-    of kind ``crash`` (columns ``store`` and ``lost``); NaN, with a note,
-    until such a run exists. ``consistency_errors``: tasks lost or run twice
-    across every drain measured here (should be 0). ``persistent`` and
+    ``durability_lost``: tasks lost after a crash at the store's default
+    durable setting (:func:`default_setting`), read from saved results of
+    kind ``crash`` (columns ``store``, ``setting`` and ``lost``); NaN, with
+    a note, until such a run exists; the note lists every setting's figure.
+    ``consistency_errors``: tasks lost or run twice across every drain
+    measured here (should be 0). ``persistent`` and
     ``transactional``: the store's declared capabilities.
 Maintainability
     ``code_lines``, ``code_functions``, ``complexity_mean``,
@@ -120,9 +122,13 @@ __all__ = [
     "REPORT_TABLE",
     "SETUP_STEPS",
     "Plan",
+    "by_criterion",
+    "check_reachable",
     "count_store_tests",
+    "default_setting",
     "default_stores",
     "measure_scorecard",
+    "report_rating",
     "scorecard",
     "side_by_side",
 ]
@@ -404,10 +410,27 @@ def count_store_tests(root: Path = CHECKOUT_ROOT) -> Counter[str]:
 
 @dataclass(frozen=True, slots=True)
 class Durability:
-    """Tasks lost after crashes of one backend: the worst setting, and each setting's figure."""
+    """Tasks lost after crashes of one backend at its default durable setting, and a note
+    listing every setting's figure (NaN when the default setting has no saved run)."""
 
     lost: float
     note: str
+
+
+FAULT_SERVERS = {"mysql": "mariadb"}
+"""Backends whose crash experiments name their server otherwise (``faults --server``)."""
+
+
+def default_setting(backend: str) -> str | None:
+    """The durability setting a store runs with unless told otherwise (faults' DEFAULT_SETTINGS).
+
+    SQLite ``normal`` (the store's default ``synchronous``), PostgreSQL and
+    MariaDB their servers' defaults, Redis ``aof-everysec`` (the persistence
+    its documentation recommends); None for a store that has no setting (memory).
+    """
+    from taskbench.faults.servers import DEFAULT_SETTINGS
+
+    return DEFAULT_SETTINGS.get(FAULT_SERVERS.get(backend, backend))
 
 
 def _latest_run(rows: pd.DataFrame) -> pd.DataFrame:
@@ -415,29 +438,36 @@ def _latest_run(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["run_id"] == newest]
 
 
-def _durability(rows: pd.DataFrame) -> Durability:
-    """The median ``lost`` of the latest run of each setting; the worst of them."""
+def _durability(backend: str, rows: pd.DataFrame) -> Durability:
+    """The median ``lost`` of the latest run of the backend's default setting; all in the note."""
     settings = rows["setting"].fillna("-") if "setting" in rows else pd.Series("-", rows.index)
     lost = {
         str(setting): float(_latest_run(group)["lost"].astype(float).median())
         for setting, group in rows.groupby(settings)
     }
     shown = ", ".join(f"{setting} {value:g}" for setting, value in sorted(lost.items()))
-    note = f"durability (lost after crashes, latest run per setting): {shown}"
-    return Durability(max(lost.values()), note)
+    chosen = default_setting(backend)
+    note = (
+        f"durability (lost after crashes, latest run per setting; scored: the default "
+        f"setting, {chosen or 'none'}): {shown}"
+    )
+    return Durability(lost.get(chosen, math.nan) if chosen else math.nan, note)
 
 
 def saved_durability(directory: str | os.PathLike[str] | None = None) -> dict[str, Durability]:
     """Per backend, from the saved ``crash`` runs (columns ``store``, ``lost``, ``setting``).
 
     Each setting's figure is the median ``lost`` over the rows of its latest
-    run; the backend's figure is the worst setting's, and the note lists them all.
+    run; the backend's figure is its default setting's (:func:`default_setting`),
+    NaN if that setting has no saved run, and the note lists every setting.
     """
     runs = load_runs(directory, kind="crash")
     if runs.empty or not {"store", "lost"} <= set(runs.columns):
         return {}
     runs = runs.assign(backend=runs["store"].map(_backend_or_none)).dropna(subset=["backend"])
-    return {str(backend): _durability(rows) for backend, rows in runs.groupby("backend")}
+    return {
+        str(backend): _durability(str(backend), rows) for backend, rows in runs.groupby("backend")
+    }
 
 
 def _backend_or_none(url: object) -> str | None:
@@ -851,3 +881,40 @@ def side_by_side(card: pd.DataFrame) -> pd.DataFrame:
     words = REPORT_TABLE.loc[[REPORT_SERVICE[b] for b in rated["backend"]], list(REPORT_COLUMNS)]
     words.index = rated.index
     return pd.concat({"report": words, "measured": rated[measured]}, axis=1)
+
+
+def report_rating(backend: str, criterion: str) -> str | None:
+    """The report's word for ``backend`` under ``criterion`` (None: it did not rate it)."""
+    service = REPORT_SERVICE.get(backend)
+    return None if service is None else str(REPORT_TABLE.loc[service, criterion])
+
+
+def by_criterion(card: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per heading of :data:`CRITERIA`, its measured columns with the report's word first."""
+    tables = {}
+    for criterion, columns in CRITERIA.items():
+        words = [report_rating(str(b), criterion) for b in card["backend"]]
+        report = pd.Series(words, index=card.index, name="report", dtype=object)
+        tables[criterion] = pd.concat([report, card[list(columns)]], axis=1)
+    return tables
+
+
+async def _reach(name: str, url: str) -> None:
+    backend = backend_of(url)
+    try:
+        async with scratch_url(backend, url) as place, open_store(place):
+            pass
+    except TaskbenchError as exc:
+        raise type(exc)(f"store {name!r}: {scrub(str(exc))}") from None
+
+
+async def check_reachable(stores: Mapping[str, str | None]) -> None:
+    """Open each configured store in a scratch place and close it again, before measuring.
+
+    Raises the store's StoreUnavailableError (or MissingDependencyError, ...)
+    naming the row, so a long scorecard does not fail minutes in.
+    """
+    _check_stores(stores)
+    for name, url in stores.items():
+        if url is not None:
+            await _reach(name, url)

@@ -36,13 +36,13 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-from taskbench.cli import bench, distributed, faults, results, study
+from taskbench.cli import bench, distributed, faults, results, scorecard, study
 from taskbench.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, LOG_LEVELS, Subcommand
 from taskbench.errors import TaskbenchError
 
 # -- the table of subcommands ---------------------------------------------------------
 
-GROUPS = (bench, results, distributed, faults, study)
+GROUPS = (bench, scorecard, results, distributed, faults, study)
 """The modules that define subcommands, each in a ``COMMANDS`` table, in help order."""
 
 SUBCOMMANDS: dict[str, Subcommand] = {

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from taskbench.bench.drain import EXECUTORS, DrainConfig, DrainResult, check_store_url
 from taskbench.bench.load import (
     MODES,
+    OVERHEAD_TARGET,
     LoadConfig,
     LoadResult,
     Overhead,
@@ -343,14 +344,27 @@ def _overhead_text(overhead: Overhead, saved: Path | None) -> str:
         f"drain_tps without metrics     {_listed([r.drain_tps for r in overhead.off])}",
         f"tasks/cpu-s with metrics      {_listed([tasks_per_cpu_s(r) for r in overhead.on])}",
         f"tasks/cpu-s without metrics   {_listed([tasks_per_cpu_s(r) for r in overhead.off])}",
-        f"drain_tps   with / without: {overhead.wall.describe()}",
-        f"tasks/cpu-s with / without: {overhead.cpu.describe()}",
+        f"drain_tps   with / without, paired: {overhead.wall.describe()}",
+        f"tasks/cpu-s with / without, paired: {overhead.cpu.describe()}",
         f"hooks alone: {overhead.hook_cpu_us:.2f} us of CPU per task, beside "
         f"{overhead.drain_cpu_us:.1f} us per task for the drain: ratio {overhead.hook_ratio:.3f}",
+        _against_target("drain_tps", overhead.wall),
+        _against_target("tasks/cpu-s", overhead.cpu),
     ]
     if saved is not None:
         lines.append(f"saved        {saved}")
     return "\n".join(lines)
+
+
+def _against_target(name: str, comparison: Comparison) -> str:
+    """Whether the ratio, and its whole interval, reach OVERHEAD_TARGET."""
+    met = "met" if comparison.ratio >= OVERHEAD_TARGET else "NOT met"
+    interval = "wholly above" if comparison.ci_low >= OVERHEAD_TARGET else "reaching below"
+    return (
+        f"target {name} ratio >= {OVERHEAD_TARGET}: {comparison.ratio:.3f}, {met} "
+        f"({comparison.confidence:.0%} CI {comparison.ci_low:.3f}-{comparison.ci_high:.3f}, "
+        f"{interval} it)"
+    )
 
 
 def _comparison_json(comparison: Comparison) -> dict[str, Any]:

@@ -33,7 +33,10 @@ Data layout (every key starts with the ``prefix`` option, ``taskbench:`` by defa
     A short list of wake-up tokens: writes that make work available LPUSH
     one token per task made available (at most ``WAKE_TOKENS`` = 64 are
     kept, see the Lua prelude); ``wait_for_work`` BLPOPs one, on a client
-    of its own whose connections are used for nothing else.
+    of its own whose connections are used for nothing else. A claim trims
+    the list to the number of tasks still due (none left: no token), so a
+    claim of k tasks does not leave k - 1 tokens behind to wake waiters
+    for empty claims.
 
 Design rules:
 
@@ -231,6 +234,18 @@ local function wake(count)
   end
   redis.call('LTRIM', WAKEUP, 0, WAKE_TOKENS - 1)
 end
+
+-- after a claim: keep at most one wake-up token per task still due. The tokens of the
+-- tasks just claimed are spent; left behind, each would wake a waiter for an empty claim.
+local function drop_spent_tokens(now)
+  local due = 0
+  for band = 1, 4 do due = due + redis.call('ZCOUNT', QUEUED[band], '-inf', now) end
+  if due == 0 then
+    redis.call('DEL', WAKEUP)
+  else
+    redis.call('LTRIM', WAKEUP, 0, due - 1)
+  end
+end
 """
 
 LUA_ENQUEUE = """
@@ -280,6 +295,7 @@ for band = 4, 1, -1 do
     for _, member in ipairs(due) do lease(entry_id(member)) end
   end
 end
+drop_spent_tokens(now)
 return as_json(claimed)
 """
 

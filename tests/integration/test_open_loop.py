@@ -5,15 +5,21 @@ learns of each arrival through the server (LISTEN/NOTIFY, BLPOP), as a
 worker in another process would. Each test runs in its own schema or key
 prefix (tests/backends.py). No time is asserted: only that every scheduled
 task ran exactly once and that each was timed.
+
+The Redis store's wake-up tokens are checked directly: a claim leaves at
+most one token per task still due, so the open loop's single-task claims
+do not leave tokens behind that wake the executor for empty claims.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from taskbench.bench.load import OpenLoopConfig, open_loop
+from taskbench.model import Task
 from taskbench.stores import TaskStore, open_store
 from tests.backends import isolated_store_url
 
@@ -49,3 +55,30 @@ async def test_every_scheduled_task_runs_once_through_the_server(
     assert result.measured == scheduled - int(RATE * 0.5)
     assert result.queue_ms is not None and result.queue_ms.p50 > 0
     assert result.resources is not None
+
+
+async def _tokens(url: str) -> int:
+    """How many wake-up tokens the Redis store at ``url`` (with its prefix) holds now."""
+    from redis.asyncio import Redis
+
+    from taskbench.stores.redis import RedisStore
+
+    store = open_store(url)
+    assert isinstance(store, RedisStore)
+    client = Redis.from_url(url.partition("?")[0])
+    try:
+        return int(await client.llen(f"{store.prefix}wakeup"))
+    finally:
+        await client.aclose()
+
+
+async def test_a_redis_claim_leaves_one_wake_token_per_task_still_due(tmp_path: Path) -> None:
+    async with isolated_store_url("redis", tmp_path) as url, open_store(url) as store:
+        await store.enqueue([Task.new("x") for _ in range(5)])
+        assert await _tokens(url) == 5
+        assert len(await store.claim("w", 3, lease_s=30)) == 3
+        assert await _tokens(url) == 2  # the claimed tasks' tokens are spent
+        await store.enqueue([Task.new("x", run_at=time.time() + 3600)])
+        assert len(await store.claim("w", 10, lease_s=30)) == 2
+        assert await _tokens(url) == 0  # the one queued task is not due: no token
+        assert await store.claim("w", 10, lease_s=30) == []

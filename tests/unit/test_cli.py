@@ -437,6 +437,75 @@ def test_overhead_runs_both_sides_interleaved_and_saves_them(
     assert sorted(frame["metrics"]) == [False, False, True, True]
 
 
+# -- scorecard -------------------------------------------------------------------------
+
+
+def test_scorecard_json_has_every_store_its_figures_and_the_reports_words(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    from taskbench.bench.results import save_run
+    from taskbench.bench.scorecard import CRITERIA
+
+    crashes = tmp_path / "crashes"
+    for setting, lost in (("normal", 0), ("off", 5)):
+        rows = [{"store": "sqlite:///c.db", "setting": setting, "lost": lost}]
+        save_run("crash", rows, directory=crashes, env={})
+    found = printed_json(
+        capsys, "scorecard", "--stores", f"m=memory://,sqlite:///{tmp_path / 'card.db'}",
+        "--fast", "--results-dir", str(crashes), "--json",
+    )  # fmt: skip
+    assert list(found["criteria"]) == list(CRITERIA)
+    memory, sqlite = found["stores"]["m"], found["stores"]["sqlite"]
+    assert memory["status"] == sqlite["status"] == "measured"
+    assert memory["throughput_tps"] > 0 and sqlite["latency_p99_ms"] > 0
+    assert memory["report"] == dict.fromkeys(found["criteria"])  # the report did not rate it
+    assert sqlite["report"]["Performance"] == "Low-Medium"
+    assert memory["durability_lost"] is None and memory["process_speedup"] is None
+    assert sqlite["durability_lost"] == 0  # the default setting (normal), not the worst (off)
+
+
+def test_scorecard_table_puts_the_reports_word_before_the_figures() -> None:
+    import pandas as pd
+
+    from taskbench.bench.scorecard import COLUMNS
+    from taskbench.cli.scorecard import card_text
+
+    rows = {
+        "redis": {"backend": "redis", "status": "measured", "throughput_tps": 10558.4,
+                  "latency_p50_ms": 0.01444, "notes": "a note"},
+        "memory": {"backend": "memory", "status": "measured", "throughput_tps": 2.08},
+    }  # fmt: skip
+    card = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(COLUMNS))
+    lines = card_text(card).splitlines()
+    performance = lines[lines.index("## Performance") + 1 :]
+    redis = next(line for line in performance if line.startswith("redis"))
+    assert redis.split()[1:4] == ["Very", "High", "10,558"]  # report, then measured
+    assert "0.0144" in redis
+    memory = next(line for line in performance if line.startswith("memory"))
+    assert memory.split()[1:3] == ["-", "2.08"]
+    assert "redis: a note" in lines
+
+
+@pytest.mark.parametrize(
+    ("stores", "code", "message"),
+    [
+        ("nosuch://x", 2, "unknown store scheme 'nosuch'"),
+        ("memory://,memory://", 2, "store 'memory' is given twice"),
+        (",", 2, "--stores needs at least one store URL"),
+        (f"r=redis://:{PASSWORD}@127.0.0.1:1/0", 1, "store 'r': cannot reach Redis"),
+        (f"postgresql://u:{PASSWORD}@127.0.0.1:1/db", 1, "store 'postgres'"),
+    ],
+)
+def test_scorecard_refuses_bad_or_unreachable_stores_before_measuring(
+    stores: str, code: int, message: str, capsys: Capture
+) -> None:
+    returned, out, err = in_process(capsys, "scorecard", "--stores", stores, "--fast")
+    assert returned == code
+    assert out == ""
+    assert message in err
+    assert PASSWORD not in err and "Traceback" not in err
+
+
 # -- faults hostile / backup: their arguments are checked before anything runs ---------
 
 
@@ -492,3 +561,9 @@ def test_lenient_output_escapes_what_a_strict_stdout_cannot_encode() -> None:
     strict.flush()
     assert raw.getvalue() == b"path \\udcff.db\n"
     assert strict.errors == "strict"
+
+
+def test_scorecard_has_help_and_is_listed(capsys: Capture) -> None:
+    code, out, _ = in_process(capsys, "scorecard", "--help")
+    assert code == 0 and "--stores [NAME=]URL,..." in out and "--fast" in out
+    assert "scorecard" in in_process(capsys, "--help")[1]

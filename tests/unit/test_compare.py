@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pytest
 
-from taskbench.bench.compare import Comparison, compare, summarise
+from taskbench.bench.compare import Comparison, compare, compare_paired, summarise
 from taskbench.errors import ConfigError
 
 BASE_TPS = 1000.0
@@ -154,3 +154,53 @@ def test_summarise_gives_median_spread_and_range() -> None:
 def test_summarise_refuses_bad_values(values: list[float]) -> None:
     with pytest.raises(ConfigError):
         summarise(values)
+
+
+def test_more_repeats_give_a_narrower_interval() -> None:
+    """The interval shrinks about as 1/sqrt(n): 45 repeats a side, about a third of 5's."""
+
+    def width(repeats: int) -> float:
+        rng = np.random.default_rng(NOISE_SEED)
+        before = BASE_TPS * np.exp(rng.normal(0.0, NOISE_SIGMA, repeats))
+        after = 0.98 * BASE_TPS * np.exp(rng.normal(0.0, NOISE_SIGMA, repeats))
+        result = compare(before.tolist(), after.tolist())
+        return result.ci_high - result.ci_low
+
+    assert width(45) < 0.6 * width(5)
+
+
+# -- paired (interleaved) runs ---------------------------------------------------------
+
+
+def drifting_pairs(scale: float, seed: int, repeats: int = 10) -> tuple[list[float], list[float]]:
+    """Interleaved runs on a machine whose load moves both runs of a pair by up to ±40 %."""
+    rng = np.random.default_rng(seed)
+    load = np.exp(rng.uniform(-0.4, 0.4, repeats))
+    before = BASE_TPS * load * np.exp(rng.normal(0.0, NOISE_SIGMA, repeats))
+    after = BASE_TPS * scale * load * np.exp(rng.normal(0.0, NOISE_SIGMA, repeats))
+    return before.tolist(), after.tolist()
+
+
+def test_pairing_cancels_a_drifting_load_that_hides_a_change_unpaired() -> None:
+    before, after = drifting_pairs(0.9, NOISE_SEED)
+    paired = compare_paired(before, after)
+    assert paired.significant and paired.verdict == "worse"
+    assert paired.ratio == pytest.approx(0.9, rel=0.03)
+    assert paired.ci_low <= paired.ratio <= paired.ci_high < 1.0
+    assert not compare(before, after).significant  # the same values, unpaired: lost in the load
+
+
+def test_paired_five_repeats_flag_a_20_percent_change_and_rarely_a_2_percent_one() -> None:
+    def flagged(scale: float) -> int:
+        draws = (drifting_pairs(scale, seed, repeats=5) for seed in range(CALIBRATION_DRAWS))
+        return sum(compare_paired(*pairs).significant for pairs in draws)
+
+    assert flagged(0.8) == CALIBRATION_DRAWS
+    assert flagged(0.98) < CALIBRATION_DRAWS * 0.4
+
+
+def test_paired_values_must_pair_up() -> None:
+    with pytest.raises(ConfigError, match="as many after as before"):
+        compare_paired([1.0, 2.0], [1.0])
+    with pytest.raises(ConfigError, match="before must be positive"):
+        compare_paired([0.0], [1.0])

@@ -18,12 +18,14 @@ import pytest
 
 from taskbench.bench.drain import DrainConfig
 from taskbench.bench.load import (
+    MAX_SENDS_IN_FLIGHT,
     ClosedLoopConfig,
     OpenLoopConfig,
     Warmup,
     closed_loop,
     config_params,
     figure,
+    harness_overhead,
     load_config,
     open_loop,
     parse_warmup,
@@ -31,7 +33,7 @@ from taskbench.bench.load import (
     save_results,
     summarise_repeats,
 )
-from taskbench.bench.results import load_runs, merge_histograms
+from taskbench.bench.results import load_runs, merge_histograms, percentiles_ms
 from taskbench.errors import ConfigError
 from taskbench.model import Task, TaskStatus
 from taskbench.stores import TaskStore, open_store
@@ -41,18 +43,34 @@ STALL_S = 0.2
 
 
 class StallingStore(MemoryStore):
-    """A memory store whose ``stall_at``-th enqueue call sleeps for STALL_S first."""
+    """A memory store that stalls for STALL_S at its ``stall_at``-th enqueue call, as a
+    stalled server would: that call and every enqueue made during the stall wait.
+    ``alone=True`` stalls only that one call. Counts the calls in flight at once."""
 
-    def __init__(self, url: str = "memory://", *, stall_at: int = 100) -> None:
+    def __init__(self, url: str = "memory://", *, stall_at: int = 100, alone: bool = False):
         super().__init__(url)
-        self.stall_at = stall_at
-        self.enqueue_calls = 0
+        self.stall_at, self.alone = stall_at, alone
+        self.enqueue_calls = self.in_flight = self.most_in_flight = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def enqueue(self, tasks: Sequence[Task]) -> None:
         self.enqueue_calls += 1
-        if self.enqueue_calls == self.stall_at:
-            await asyncio.sleep(STALL_S)
-        await super().enqueue(tasks)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.enqueue_calls == self.stall_at:
+                await self._stall()
+            await self._flowing.wait()
+            await super().enqueue(tasks)
+        finally:
+            self.in_flight -= 1
+
+    async def _stall(self) -> None:
+        if not self.alone:
+            self._flowing.clear()
+        await asyncio.sleep(STALL_S)
+        self._flowing.set()
 
 
 class PeakStore(MemoryStore):
@@ -115,6 +133,15 @@ async def test_a_stalled_enqueue_shows_in_the_p99_from_the_scheduled_arrival() -
     assert latency.p99 >= 0.75 * STALL_S * 1000
     assert queue.p99 >= 0.75 * STALL_S * 1000
     enqueue = result.enqueue_ms  # and the split puts the stall in the store's enqueue call
+    assert enqueue is not None and enqueue.max >= STALL_S * 1000
+
+
+async def test_one_slow_enqueue_does_not_hold_back_the_arrivals_after_it() -> None:
+    store = StallingStore(stall_at=100, alone=True)
+    result = await open_loop(_open(rate=300, duration=2.0), opener=lambda url: store)
+    assert (result.tasks, result.succeeded, result.lost) == (600, 600, 0)
+    assert 2 <= store.most_in_flight <= MAX_SENDS_IN_FLIGHT  # later calls went out meanwhile
+    enqueue = result.enqueue_ms
     assert enqueue is not None and enqueue.max >= STALL_S * 1000
 
 
@@ -232,6 +259,22 @@ async def test_repeats_save_one_row_each_with_their_histograms(tmp_path: Path) -
     assert summary["achieved_tps"].n == 3
 
 
+async def test_an_open_loops_saved_histograms_give_its_percentiles_and_p999(
+    tmp_path: Path,
+) -> None:
+    config = _open(rate=200, duration=1.0)
+    result = await open_loop(config)
+    save_results([result], params=config_params(config), directory=tmp_path)
+    row = load_runs(tmp_path, kind="open")
+    assert {"queue_hist", "wake_hist", "send_lag_hist", "enqueue_hist"} <= set(row.columns)
+    queue = percentiles_ms(row["queue_hist"])
+    assert result.queue_ms is not None
+    assert queue["p50"] == pytest.approx(result.queue_ms.p50, rel=1e-3)
+    assert queue["p99"] == pytest.approx(result.queue_ms.p99, rel=1e-3)
+    assert queue["p99"] <= queue["p99.9"] <= result.queue_ms.max * 1.001
+    assert math.isnan(percentiles_ms([None])["p50"])
+
+
 async def test_run_repeats_refuses_zero() -> None:
     config = DrainConfig.create("memory://", tasks=1, concurrency=1, workload="noop")
     with pytest.raises(ConfigError, match="repeats must be a positive integer"):
@@ -258,3 +301,25 @@ async def test_on_a_shared_store_the_producer_is_a_second_client(tmp_path: Path)
     result = await open_loop(config, opener=opener)
     assert len(opened) == 2
     assert (result.tasks, result.succeeded, result.lost, result.duplicates) == (100, 100, 0, 0)
+
+
+# -- the harness's own overhead -------------------------------------------------------
+
+
+def test_harness_overhead_pairs_drains_with_and_without_metrics() -> None:
+    overhead = harness_overhead(tasks=300, concurrency=4, repeats=3)
+    assert [r.metrics for r in overhead.on] == [True] * 3
+    assert [r.metrics for r in overhead.off] == [False] * 3
+    assert all(r.succeeded == 300 and r.lost == 0 for r in [*overhead.on, *overhead.off])
+    assert overhead.on[0].latency_ms is not None and overhead.off[0].latency_ms is None
+    for comparison in (overhead.wall, overhead.cpu):
+        assert (comparison.n_before, comparison.n_after) == (3, 3)
+        assert comparison.ci_low <= comparison.ratio <= comparison.ci_high
+    assert overhead.hook_cpu_us > 0 and 0 < overhead.hook_ratio < 1
+
+
+def test_harness_overhead_refuses_bad_sizes() -> None:
+    with pytest.raises(ConfigError, match="repeats"):
+        harness_overhead(tasks=10, repeats=0)
+    with pytest.raises(ConfigError, match="tasks"):
+        harness_overhead(tasks=0)

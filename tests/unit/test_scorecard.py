@@ -189,20 +189,27 @@ def test_a_test_item_is_attributed_to_the_store_it_names(node_id: str, store: st
 # -- durability from saved crash runs --------------------------------------------------
 
 
-def test_durability_is_the_worst_setting_of_the_latest_runs(tmp_path: Path) -> None:
+def test_durability_is_the_default_setting_of_the_latest_runs(tmp_path: Path) -> None:
     def crash(setting: str, *lost: int, store: str = "sqlite:///x.db") -> None:
         rows = [{"store": store, "setting": setting, "lost": n} for n in lost]
         save_run("crash", rows, directory=tmp_path, env={})
 
-    crash("off", 50)
-    crash("off", 7, 9, 8)  # the latest "off" run: median 8
-    crash("full", 0)
+    crash("normal", 50)
+    crash("normal", 7, 9, 8)  # the latest "normal" run (SQLite's default): median 8
+    crash("full", 0)  # a better setting that is not the default does not count
+    crash("off", 900)  # nor a worse one
     crash("aof-always", 0, store="redis://127.0.0.1:6379/0")
+    crash("no-persistence", 1930, store="redis://127.0.0.1:6379/0")
+    crash("aof-everysec", 3, store="redis://127.0.0.1:6379/0")
+    crash("flush-log-0", 384, store="mysql://tb@127.0.0.1/db")
     found = saved_durability(tmp_path)
-    assert set(found) == {"sqlite", "redis"}
+    assert set(found) == {"sqlite", "redis", "mysql"}
     assert found["sqlite"].lost == 8.0
-    assert "full 0, off 8" in found["sqlite"].note
-    assert found["redis"].lost == 0.0
+    assert "full 0, normal 8, off 900" in found["sqlite"].note
+    assert "scored: the default setting, normal" in found["sqlite"].note
+    assert found["redis"].lost == 3.0
+    assert math.isnan(found["mysql"].lost)  # MariaDB's "default" setting has no saved run
+    assert "flush-log-0 384" in found["mysql"].note
 
 
 def test_no_saved_crash_run_means_no_durability_figure(tmp_path: Path) -> None:
