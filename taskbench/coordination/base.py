@@ -458,10 +458,21 @@ class BaseCoordinator(abc.ABC, Generic[Cursor]):
         return None
 
     async def _give_up_quietly(self) -> None:
-        """After a cancelled or failed campaign: release the key if the server gave it to us."""
+        """After a cancelled or failed campaign: release the key if the server gave it to us.
+
+        If the release fails or is itself cancelled, the key may still be ours, kept
+        alive by our refreshes for as long as this process runs. The session is then
+        dropped: the next refresh starts a new one, and the old session expires
+        within one TTL, taking the key with it.
+        """
         self._held = None
-        with contextlib.suppress(CoordinatorError):
+        try:
             await self._release()
+        except BaseException as exc:
+            log.warning("%s: could not release after a campaign: %r", self.url, exc)
+            self._lose_session("the leader key could not be released after a campaign")
+            if not isinstance(exc, CoordinatorError):
+                raise
 
     async def _pause_after(self, exc: CoordinatorError) -> None:
         log.warning("%s: %s; retrying in %.1f s", self.url, exc, self.settings.refresh)

@@ -224,6 +224,26 @@ async def test_a_cancelled_campaign_ends_cancelled_and_leaves_the_key_free(
     assert (await holder.campaign()).leader_id == "holder"
 
 
+async def test_a_key_left_held_by_a_failed_release_expires_with_the_session(
+    open_one: OpenCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A campaign cancelled after the server gave it the key must release it; if that
+    # release fails, etcd's lease (refreshed by this process) would keep the key forever
+    # and no one else could ever lead. Dropping the session bounds it to one TTL.
+    stuck, other = await open_one(worker_id="stuck"), await open_one(worker_id="other")
+    assert isinstance(stuck, BaseCoordinator)
+    await stuck.campaign()
+
+    async def unreachable() -> None:
+        raise CoordinatorError("the release was lost on the way")
+
+    monkeypatch.setattr(stuck, "_release", unreachable)
+    await stuck._give_up_quietly()
+    assert stuck.leadership is None
+    async with asyncio.timeout(TTL * 3 + 5):
+        assert (await other.campaign()).leader_id == "other"
+
+
 async def test_a_leader_that_fenced_itself_takes_its_key_back_when_a_refresh_proves_it(
     open_one: OpenCoordinator,
 ) -> None:
