@@ -63,10 +63,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from taskbench.errors import BenchmarkError, ConfigError, StoreError, TaskbenchError
@@ -79,7 +79,6 @@ CLAIM_BATCH = 500
 LEASE_S = 3_600.0
 RETRY_IN_S = 3_600.0
 TOOL_TIMEOUT_S = 600.0
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -595,25 +594,6 @@ def summary(result: BackupResult) -> str:
     )
 
 
-def _usage(check: Callable[[str], T]) -> Callable[[str], T]:
-    """An argparse ``type=`` reporting our ConfigError as a usage error (exit 2)."""
-
-    def convert(raw: str) -> T:
-        try:
-            return check(raw)
-        except ConfigError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    convert.__name__ = check.__name__
-    return convert
-
-
-def _store_url(raw: str) -> str:
-    from taskbench.bench.drain import check_store_url
-
-    return check_store_url(raw)
-
-
 def _task_count(raw: str) -> int:
     try:
         tasks = int(raw)
@@ -624,16 +604,19 @@ def _task_count(raw: str) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The drill's arguments (for ``python -m`` here, and a ``taskbench faults`` entry)."""
+    from taskbench.bench.drain import check_store_url
+    from taskbench.cli.common import argument
+
     parser.add_argument(
         "--store",
         required=True,
-        type=_usage(_store_url),
+        type=argument(check_store_url),
         metavar="URL",
         help="a store of its own: PURGED",
     )
     parser.add_argument(
         "--tasks",
-        type=_usage(_task_count),
+        type=argument(_task_count),
         default=1_000,
         metavar="N",
         help=f"tasks to fill it with, at least {MIN_TASKS} (default: %(default)s)",

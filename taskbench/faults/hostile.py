@@ -1730,25 +1730,6 @@ def run_campaign(
 # -- python -m taskbench.faults.hostile ---------------------------------------------------------
 
 
-def _checked(check: Callable[[str], T]) -> Callable[[str], T]:
-    """An argparse ``type=`` reporting our ConfigError as a usage error (exit 2)."""
-
-    def convert(raw: str) -> T:
-        try:
-            return check(raw)
-        except ConfigError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    convert.__name__ = check.__name__
-    return convert
-
-
-def _store_url(raw: str) -> str:
-    from taskbench.bench.drain import check_store_url
-
-    return check_store_url(raw)
-
-
 def _examples(raw: str) -> int:
     try:
         value = int(raw)
@@ -1765,19 +1746,22 @@ def _entry_points(raw: str) -> list[str]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The campaign's arguments (for ``python -m`` here, and a ``taskbench faults`` entry)."""
+    from taskbench.bench.drain import check_store_url
+    from taskbench.cli.common import argument
+
     parser.add_argument(
         "--store",
         required=True,
-        type=_checked(_store_url),
+        type=argument(check_store_url),
         metavar="URL",
         help="a store of its own: PURGED",
     )
     parser.add_argument(
-        "--examples", type=_checked(_examples), default=10_000, metavar="N", help="per entry point"
+        "--examples", type=argument(_examples), default=10_000, metavar="N", help="per entry point"
     )
     parser.add_argument(
         "--entry-points",
-        type=_checked(_entry_points),
+        type=argument(_entry_points),
         default=list(ENTRY_POINTS),
         metavar="NAMES",
         help=f"comma-separated, of {','.join(ENTRY_POINTS)} (default: all)",
