@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import pytest
 
 from taskbench.faults import etcd
-from taskbench.faults.etcd import EtcdMember, find_etcd, free_ports
+from taskbench.faults.etcd import EtcdMember, find_etcd
+from taskbench.faults.servers import free_ports
 from tests.backends import all_backends_required
 
 __all__ = ["EtcdCluster", "EtcdMember", "free_ports"]

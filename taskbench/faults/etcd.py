@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskbench.errors import CoordinatorUnavailableError, MissingDependencyError
+from taskbench.faults.servers import free_ports
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -48,18 +48,6 @@ def etcd_binary() -> str:
     if binary is None:
         raise MissingDependencyError(f"this needs the etcd binary: {INSTALL_HINT}")
     return binary
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports nobody listens on now (bind port 0, read, release)."""
-    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 @dataclass
