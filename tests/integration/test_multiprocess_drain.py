@@ -23,7 +23,6 @@ A server backend without its URL is skipped, or fails in CI (tests/backends.py).
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from collections import defaultdict
 from itertools import pairwise
@@ -37,6 +36,7 @@ from taskbench.executor import TaskExecutor
 from taskbench.model import Task, TaskStatus
 from taskbench.stores import Capability, TaskStore, open_store
 from tests.backends import isolated_store_url
+from tests.processes import after_barrier, run_spawned
 
 PROCESSES = 4
 CONCURRENCY = 50
@@ -67,40 +67,13 @@ async def _run_executor(store: TaskStore, name: str) -> list[Execution]:
     return executions
 
 
-async def _process_main(url: str, name: str, start: Barrier) -> list[Execution]:
-    store = open_store(url)
-    await store.open()
-    try:
-        await asyncio.to_thread(start.wait, START_TIMEOUT_S)  # all connected: now contend
-        return await _run_executor(store, name)
-    finally:
-        await store.close()
-
-
 def drain_in_a_process(url: str, name: str, start: Barrier, results: Any) -> None:
     """The child process: connect, wait for the others, drain, report its executions."""
-    results.put((name, asyncio.run(_process_main(url, name, start))))
 
+    async def drain(store: TaskStore) -> list[Execution]:
+        return await _run_executor(store, name)
 
-def _run_processes(url: str) -> dict[str, list[Execution]]:
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(PROCESSES)
-    results = context.Queue()
-    names = [f"process{i}" for i in range(PROCESSES)]
-    children = [
-        context.Process(target=drain_in_a_process, args=(url, name, start, results))
-        for name in names
-    ]
-    for child in children:
-        child.start()
-    try:
-        executed = dict(results.get(timeout=RESULT_TIMEOUT_S) for _ in children)
-    finally:
-        for child in children:
-            child.join(timeout=30)
-    for child in children:
-        assert child.exitcode == 0, f"{child.name} exited with {child.exitcode}"
-    return executed
+    results.put((name, asyncio.run(after_barrier(url, start, drain, START_TIMEOUT_S))))
 
 
 def overlapping_holders(executions: list[Execution]) -> list[str]:
@@ -141,7 +114,9 @@ async def test_four_processes_drain_one_store_without_sharing_or_losing_a_task(
             for first in range(0, TASKS, 1_000):
                 await store.enqueue(tasks[first : first + 1_000])
 
-            executed = await asyncio.to_thread(_run_processes, url)
+            executed = await asyncio.to_thread(
+                run_spawned, drain_in_a_process, url, PROCESSES, timeout=RESULT_TIMEOUT_S
+            )
 
             executions = [run for runs in executed.values() for run in runs]
             assert overlapping_holders(executions) == [], "a task was held by two workers at once"

@@ -13,7 +13,6 @@ test_multiprocess_drain.py runs the same question through the executor
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 
 from taskbench.model import Outcome, Task, TaskStatus
 from taskbench.stores import TaskStore, open_store
+from tests.processes import after_barrier, run_spawned
 
 PROCESSES = 4
 CLAIMERS_PER_PROCESS = 4
@@ -40,38 +40,18 @@ async def _drain(store: TaskStore, worker: str) -> list[str]:
     return claimed
 
 
-async def _process_main(url: str, name: str, start: Barrier) -> list[str]:
-    store = open_store(url)
-    await store.open()
-    try:
-        await asyncio.to_thread(start.wait, 60)  # every process is connected: now contend
-        workers = [_drain(store, f"{name}-claimer{i}") for i in range(CLAIMERS_PER_PROCESS)]
-        return [task_id for ids in await asyncio.gather(*workers) for task_id in ids]
-    finally:
-        await store.close()
+async def _claim_all(store: TaskStore, name: str) -> list[str]:
+    workers = [_drain(store, f"{name}-claimer{i}") for i in range(CLAIMERS_PER_PROCESS)]
+    return [task_id for ids in await asyncio.gather(*workers) for task_id in ids]
 
 
 def claim_in_a_process(url: str, name: str, start: Barrier, results: Any) -> None:
     """The child process: connect, wait for the others, drain, report the ids claimed."""
-    results.put((name, asyncio.run(_process_main(url, name, start))))
 
+    async def claim(store: TaskStore) -> list[str]:
+        return await _claim_all(store, name)
 
-def _run_processes(url: str) -> dict[str, list[str]]:
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(PROCESSES)
-    results = context.Queue()
-    names = [f"process{i}" for i in range(PROCESSES)]
-    children = [
-        context.Process(target=claim_in_a_process, args=(url, name, start, results))
-        for name in names
-    ]
-    for child in children:
-        child.start()
-    claimed = dict(results.get(timeout=90) for _ in children)
-    for child in children:
-        child.join(timeout=30)
-        assert child.exitcode == 0, f"{child.name} exited with {child.exitcode}"
-    return claimed
+    results.put((name, asyncio.run(after_barrier(url, start, claim, 60))))
 
 
 @pytest.mark.slow
@@ -86,7 +66,9 @@ async def test_processes_claim_every_task_exactly_once(tmp_path: Path, profile: 
         tasks = [Task.new("job", i, id=f"task-{i:05}") for i in range(TASKS)]
         await store.enqueue(tasks)
 
-        claimed = await asyncio.to_thread(_run_processes, url)
+        claimed = await asyncio.to_thread(
+            run_spawned, claim_in_a_process, url, PROCESSES, timeout=90
+        )
 
         every_claim = [task_id for ids in claimed.values() for task_id in ids]
         assert len(every_claim) == len(set(every_claim)), "a task was claimed twice"
