@@ -10,18 +10,22 @@ asserted: a busy machine can only add time.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
 
+from taskbench.bench import resources
 from taskbench.bench.resources import (
     Endpoint,
     ResourceMonitor,
+    Sampler,
     find_server,
     local_endpoint,
     monitored,
@@ -149,3 +153,95 @@ def test_this_process_cpu_and_peak_memory_are_measured() -> None:
 def test_no_monitor_when_metrics_are_off() -> None:
     with monitored("memory://", enabled=False) as monitor:
         assert monitor is None
+
+
+def _touched(megabytes: int) -> bytearray:
+    """``megabytes`` of memory, every page written, so it is resident."""
+    block = bytearray(megabytes * 2**20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    return block
+
+
+def _baseline_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _samplers() -> list[psutil.Process]:
+    """This process's sampler children (the module's fake server is a child too)."""
+    found = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "taskbench.bench.resources" in child.cmdline():
+                found.append(child)
+    return found
+
+
+def test_a_spike_freed_before_the_step_ends_is_in_the_peak() -> None:
+    """The kernel's high-water mark sees it; a sample every 0.2 s would miss it."""
+    with ResourceMonitor() as monitor:
+        baseline = _baseline_mb()
+        spike = _touched(200)
+        del spike
+    assert monitor.usage is not None
+    assert monitor.usage.bench_peak_rss_mb >= baseline + 150
+
+
+def test_each_step_starts_its_own_peak() -> None:
+    spike = _touched(200)
+    del spike
+    with ResourceMonitor() as monitor:
+        baseline = _baseline_mb()
+    assert monitor.usage is not None
+    assert monitor.usage.bench_peak_rss_mb < baseline + 100
+
+
+def test_the_monitor_runs_no_thread_and_no_process_without_a_server() -> None:
+    threads = threading.active_count()
+    with monitored("memory://") as monitor:
+        assert threading.active_count() == threads
+        assert _samplers() == []
+    assert monitor is not None and monitor.usage is not None
+
+
+def test_a_local_server_is_sampled_by_a_process_not_a_thread(
+    server: tuple[subprocess.Popen[str], int],
+) -> None:
+    _, port = server
+    threads = threading.active_count()
+    with monitored(f"redis://127.0.0.1:{port}/0"):
+        assert threading.active_count() == threads
+        samplers = _samplers()
+        assert len(samplers) == 1
+    assert not samplers[0].is_running()
+
+
+def test_the_sampler_reports_the_peak_of_a_tree_it_watched() -> None:
+    grow = "b = bytearray(120 * 2**20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+    child = subprocess.Popen([sys.executable, "-c", grow + "import time; time.sleep(30)"])
+    try:
+        sampler = Sampler([child.pid], every_s=0.05)
+        deadline = time.monotonic() + 20
+        while psutil.Process(child.pid).memory_info().rss < 120 * 2**20:
+            assert time.monotonic() < deadline, "the child never grew"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        [(peak, processes)] = sampler.stop()
+    finally:
+        child.kill()
+        child.wait()
+    assert peak >= 120 * 2**20
+    assert processes == 1
+
+
+def test_without_a_resettable_peak_the_sampler_samples_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resources, "CLEAR_REFS", "/nonexistent/clear_refs")
+    with ResourceMonitor() as monitor:
+        assert len(_samplers()) == 1
+        baseline = _baseline_mb()
+        ballast = _touched(100)
+        time.sleep(0.6)
+    assert monitor.usage is not None and len(ballast) == 100 * 2**20
+    assert monitor.usage.bench_peak_rss_mb >= baseline + 80
