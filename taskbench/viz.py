@@ -47,6 +47,7 @@ __all__ = [
     "grouped_bars",
     "index_matrix",
     "latency_bars",
+    "latency_spectrum",
     "lines",
     "log_ticks",
     "profile_bars",
@@ -182,6 +183,57 @@ def lines(
     if log_y:
         figure.update_yaxes(**log_ticks(list(frame[y])))
     return _finish(figure, title, x_title, y_title)
+
+
+def _spectrum_x(percentile: float, beyond: float) -> float:
+    """Where a percentile sits on the spectrum's axis: 1 / (1 - p), the maximum at ``beyond``."""
+    return beyond if percentile >= 100.0 else 1.0 / (1.0 - percentile / 100.0)
+
+
+def latency_spectrum(
+    series: Mapping[str, Sequence[Mapping[str, float]]],
+    title: str,
+    *,
+    target_ms: float | None = None,
+    y_title: str = "milliseconds",
+) -> go.Figure:
+    """Latency by percentile, one line per series, as HdrHistogram's plots draw it.
+
+    ``series`` maps a label to ``percentile_spectrum`` rows (``{"percentile":
+    p, "ms": v}``). The x axis is 1 / (1 - p) on a log scale, so 90 %, 99 %
+    and 99.9 % are equally far apart and the tail gets the room; the maximum
+    sits one decade past the last percentile. ``target_ms`` draws the target
+    as a dashed line.
+    """
+    finite = [r["percentile"] for rows in series.values() for r in rows if r["percentile"] < 100]
+    beyond = 10.0 * _spectrum_x(max(finite, default=99.0), 1.0)
+    figure = go.Figure()
+    for i, (label, rows) in enumerate(series.items()):
+        figure.add_scatter(
+            x=[_spectrum_x(row["percentile"], beyond) for row in rows],
+            y=[row["ms"] for row in rows],
+            mode="lines+markers",
+            name=label,
+            line={"color": PALETTE[i % len(PALETTE)]},
+            hovertemplate="p%{customdata}: %{y:.3g} ms",
+            customdata=[f"{row['percentile']:g}" for row in rows],
+        )
+    ticks = [p for p in (0.0, 50.0, 90.0, 99.0, 99.9, 99.99) if _spectrum_x(p, beyond) < beyond]
+    figure.update_xaxes(
+        type="log",
+        tickvals=[_spectrum_x(p, beyond) for p in ticks] + [beyond],
+        ticktext=[f"{p:g}%" for p in ticks] + ["max"],
+    )
+    values = [row["ms"] for rows in series.values() for row in rows]
+    figure.update_yaxes(**log_ticks([*values, *([target_ms] if target_ms else [])]))
+    if target_ms is not None:
+        figure.add_hline(
+            y=target_ms,
+            line={"dash": "dash", "color": NEUTRAL},
+            annotation_text=f"target {target_ms:g} ms",
+            annotation_position="top left",
+        )
+    return _finish(figure, title, "percentile", y_title)
 
 
 def profile_bars(rows: Sequence[Mapping[str, Any]], title: str, top: int = 15) -> go.Figure:

@@ -99,6 +99,7 @@ __all__ = [
     "latest",
     "load_runs",
     "merge_histograms",
+    "percentile_spectrum",
     "percentiles_ms",
     "results_dir",
     "save_run",
@@ -389,3 +390,27 @@ def percentiles_ms(
         f"p{q:g}": math.nan if empty else merged.get_value_at_percentile(q) / 1000.0
         for q in percentiles
     }
+
+
+SPECTRUM_PERCENTILES = (0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
+"""Where :func:`percentile_spectrum` reads a histogram: denser toward the tail."""
+
+
+def percentile_spectrum(
+    encoded: Iterable[str | bytes | None], percentiles: Iterable[float] = SPECTRUM_PERCENTILES
+) -> list[dict[str, float]]:
+    """``[{"percentile": p, "ms": value}, ...]`` of the merged histograms, as HdrHistogram's
+    percentile-distribution plots show them (empty when there is no sample).
+
+    Percentiles beyond what the samples can tell (99.99 of 1,000 samples) are
+    left out, except 100 (the maximum): a row per distinct rank.
+    """
+    merged = merge_histograms(encoded)
+    total = merged.get_total_count()
+    rows: list[dict[str, float]] = []
+    for percentile in percentiles:
+        if 0 < percentile < 100 and total * (100.0 - percentile) / 100.0 < 1 - 1e-9:
+            continue
+        ms = merged.get_value_at_percentile(percentile) / 1000.0
+        rows.append({"percentile": percentile, "ms": ms})
+    return rows if total else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from taskbench import viz
 from taskbench.bench.compare import compare
@@ -82,3 +83,22 @@ def test_coverage_bars_flag_modules_under_80_percent() -> None:
     assert list(bars.x) == [96.7, 50.0]
     assert bars.marker.color[0] != bars.marker.color[1]
     assert [list(pair) for pair in bars.customdata] == [[290, 300], [100, 200]]
+
+
+def test_latency_spectrum_spaces_the_tail_and_draws_the_target() -> None:
+    rows = [
+        {"percentile": 0.0, "ms": 0.1},
+        {"percentile": 90.0, "ms": 1.0},
+        {"percentile": 99.0, "ms": 4.0},
+        {"percentile": 99.9, "ms": 9.0},
+        {"percentile": 100.0, "ms": 12.0},
+    ]
+    figure = viz.latency_spectrum({"a": rows, "b": rows[:3]}, title="t", target_ms=10.0)
+    first, second = figure.data
+    assert list(first.x[:4]) == pytest.approx([1.0, 10.0, 100.0, 1000.0])
+    assert first.x[4] == pytest.approx(10_000.0)  # the maximum, a decade past p99.9
+    assert list(second.x) == pytest.approx([1.0, 10.0, 100.0])
+    assert list(first.y) == [0.1, 1.0, 4.0, 9.0, 12.0]
+    assert figure.layout.xaxis.ticktext[-1] == "max"
+    (target,) = figure.layout.shapes
+    assert target.y0 == target.y1 == 10.0

@@ -253,3 +253,27 @@ def test_a_missing_extra_names_the_pip_line(
     monkeypatch.setitem(sys.modules, "duckdb", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'taskbench\[notebooks\]'"):
         load_runs(tmp_path)
+
+
+def _histogram_of(values_us: range) -> str:
+    histogram = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+    for value in values_us:
+        histogram.record_value(value)
+    return results.encode_histogram(histogram)
+
+
+def test_the_spectrum_reads_the_tail_only_as_far_as_the_samples_go() -> None:
+    spectrum = results.percentile_spectrum([_histogram_of(range(1, 1001))])
+    by_percentile = {row["percentile"]: row["ms"] for row in spectrum}
+    assert 99.9 in by_percentile and 99.99 not in by_percentile  # 1,000 samples
+    assert by_percentile[0.0] == pytest.approx(0.001)
+    assert by_percentile[50.0] == pytest.approx(0.5, rel=0.01)
+    assert by_percentile[99.0] == pytest.approx(0.99, rel=0.01)
+    assert by_percentile[100.0] == pytest.approx(1.0, rel=0.01)
+    values = [row["ms"] for row in spectrum]
+    assert values == sorted(values)
+
+
+def test_the_spectrum_of_no_sample_is_empty() -> None:
+    empty = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+    assert results.percentile_spectrum([results.encode_histogram(empty), None]) == []
