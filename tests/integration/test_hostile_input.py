@@ -41,12 +41,12 @@ from taskbench.faults.hostile import (
     Violation,
     cli_cases,
     expect_same,
-    free_port,
     judge_cli,
     nest,
     run_campaign,
     run_examples,
 )
+from taskbench.faults.servers import free_port
 from taskbench.model import Outcome
 from taskbench.stores import TaskStore, open_store
 from tests.backends import isolated_store_url

@@ -38,8 +38,8 @@ from taskbench import Task
 from taskbench.bench.drain import run_drain
 from taskbench.bench.results import save_run
 from taskbench.errors import TaskbenchError
-from taskbench.faults.hostile import free_port
 from taskbench.faults.secrets import exception_texts, scan, scan_texts, secret_forms
+from taskbench.faults.servers import free_port
 from taskbench.model import Outcome
 from taskbench.stores import open_store
 from tests.backends import SERVER_ENV, all_backends_required, isolated_store_url

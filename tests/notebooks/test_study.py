@@ -324,7 +324,7 @@ def test_a_browser_that_hangs_fails_the_page_and_leaves_no_process(
     hanging = tmp_path / "hanging-browser"
     hanging.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {helper_pid}\nwait\n")
     hanging.chmod(0o755)
-    monkeypatch.setattr(study, "CHROMIUM_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(study.browser, "CHROMIUM_TIMEOUT_S", 1.0)  # read there
     page = tmp_path / "page.html"
     page.write_text(f"<html><head></head><body>{PLOT}</body></html>")
     check = study.check_page(page, str(hanging), screenshot=None)
