@@ -142,7 +142,7 @@ def _wakeup(url: str, drain_tps: float, run: LoadResult) -> Wakeup:
         send_lag_p99_ms=None if run.send_lag_ms is None else run.send_lag_ms.p99,
         spectrum=percentile_spectrum([queue]),
         lost=run.lost,
-        producer=str(getattr(run, "producer", "in-process")),
+        producer=run.producer or "inline",
     )
 
 

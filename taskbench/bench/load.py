@@ -16,9 +16,14 @@ Three ways to load a store (``taskbench bench --mode``):
   independent clients would, so one slow round trip does not hold back the
   arrivals after it (with one call at a time, a 10 ms enqueue at 1,000/s
   made the producer itself the queue). The consumers are one
-  :class:`~taskbench.executor.TaskExecutor`. Each task's
+  :class:`~taskbench.executor.TaskExecutor`. When the store can be shared
+  by processes, the producer runs in a process of its own
+  (:mod:`taskbench.bench.producer`), so that it does not take turns with
+  the executor on one interpreter; ``producer="inline"`` keeps it in this
+  process (for contrast), as it always is on the memory store. Each task's
   queue wait is split into the producer's lateness, the enqueue round trip
-  and the executor's wake-up (see :mod:`taskbench.bench.metrics`).
+  and the executor's wake-up (see :mod:`taskbench.bench.metrics`), after
+  the run, from the producer's record of its ``enqueue`` calls.
 * ``closed``: ``concurrency`` virtual clients each enqueue one task and wait
   for it to finish before sending the next. Shown for contrast: a closed
   loop slows down with the system, so its latencies look better than the
@@ -31,8 +36,10 @@ Design rules:
   methods before a store is opened.
 * **A producer is another client.** When the store can be shared by
   several processes, the open loop's producer uses a store client of its
-  own, so the executor learns of new tasks through the store's wake-up
-  (LISTEN/NOTIFY, BLPOP, polling), never through an in-process shortcut.
+  own (in its own process, or inline in this one), so the executor learns
+  of new tasks through the store's wake-up (LISTEN/NOTIFY, BLPOP, polling),
+  never through an in-process shortcut. The result says where it ran
+  (``producer``: ``process`` or ``inline``).
 * **Every task is accounted for**: after the run every id is read back
   (succeeded, dead, or lost), as in the drain.
 * **Warm-up is counted, not timed**: open loop, the first ``warmup``
@@ -46,12 +53,10 @@ Design rules:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import math
 import statistics
 import time
-from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,11 +74,20 @@ from taskbench.bench.drain import (
     verify,
 )
 from taskbench.bench.metrics import Percentiles, Recorder, hook_cpu_per_task
+from taskbench.bench.producer import (
+    FINISH_SLACK_S,
+    ProducerJob,
+    Schedule,
+    Sends,
+    arrival_times,
+    produce,
+    spawned_producer,
+)
 from taskbench.bench.resources import ResourceUsage, monitored
 from taskbench.bench.workloads import Workload, parse_workload
 from taskbench.errors import ConfigError
 from taskbench.executor import ExecutorMetrics, TaskExecutor
-from taskbench.model import Outcome, Task, TaskPriority, TaskStatus
+from taskbench.model import Outcome, Task, TaskStatus
 from taskbench.stores import Capability, TaskStore, open_store
 from taskbench.urls import redact
 
@@ -81,12 +95,12 @@ if TYPE_CHECKING:
     from taskbench.bench.compare import Comparison, Summary
 
 MODES = ("drain", "open", "closed")
+PRODUCERS = ("process", "inline")
+"""Where the open loop's producer runs: a process of its own, or this one."""
 START_DELAY_S = 0.05
 """The schedule starts this long after the executor, so it is waiting when arrival 0 is due."""
-MAX_SEND_BATCH = 1_000
-"""The most tasks a late producer sends in one ``enqueue``."""
-MAX_SENDS_IN_FLIGHT = 8
-"""The most ``enqueue`` calls the open loop's producer has in flight at once."""
+PROCESS_START_DELAY_S = 0.2
+"""The same for a producer process, which must also hear ``t0`` and plan its schedule."""
 IDLE_POLL_S = 0.05
 """How often the open loop checks, after the last arrival, whether every task has ended."""
 TAIL_TIMEOUT_S = 60.0
@@ -155,6 +169,8 @@ class OpenLoopConfig:
     warmup_s: float = 0.0
     metrics: bool = True
     tail_timeout: float = TAIL_TIMEOUT_S
+    producer: str | None = None
+    """One of PRODUCERS; None: a process when the store can be shared, else inline."""
 
     @classmethod
     def create(
@@ -167,6 +183,7 @@ class OpenLoopConfig:
         duration: float,
         warmup: object = None,
         metrics: bool = True,
+        producer: str | None = None,
     ) -> OpenLoopConfig:
         """Validate everything (raising ConfigError) before anything starts."""
         rate = check_number(rate, "rate")
@@ -179,6 +196,7 @@ class OpenLoopConfig:
             duration=duration,
             warmup_s=_open_warmup(parse_warmup(warmup), rate, duration),
             metrics=bool(metrics),
+            producer=check_producer(producer, url),
         )
 
     @property
@@ -188,6 +206,21 @@ class OpenLoopConfig:
         At least arrival 0; ``1e-9`` absorbs float error (300 x 0.1 is 30, not 31).
         """
         return max(1, math.ceil(self.rate * self.duration - 1e-9))
+
+
+def check_producer(producer: object, url: str) -> str | None:
+    """``producer`` if it is None or one of PRODUCERS that ``url``'s store allows, else
+    ConfigError (a producer process needs a store that processes can share)."""
+    if producer is not None and not (isinstance(producer, str) and producer in PRODUCERS):
+        raise ConfigError(f"producer must be one of {', '.join(PRODUCERS)}, got {producer!r}")
+    if producer == "process":
+        _check_shared(open_store(url), url)
+    return producer
+
+
+def _check_shared(store: TaskStore, url: str) -> None:
+    if Capability.MULTI_PROCESS not in store.capabilities:
+        raise ConfigError(f"{redact(url)} cannot be shared by processes: its producer runs inline")
 
 
 def _open_warmup(warmup: Warmup, rate: float, duration: float) -> float:
@@ -241,7 +274,7 @@ def load_config(mode: str, url: str, **options: Any) -> LoadConfig:
 
     Each mode takes: drain ``tasks, concurrency, workload, executor, warmup
     (tasks), metrics``; open ``rate, duration, concurrency, workload, warmup,
-    metrics``; closed ``tasks, concurrency, workload, warmup, metrics``. An
+    metrics, producer``; closed ``tasks, concurrency, workload, warmup, metrics``. An
     option that the mode does not take is a ConfigError.
     """
     makers: dict[str, Callable[..., LoadConfig]] = {
@@ -276,6 +309,10 @@ class LoadResult:
     latencies are taken. The open loop splits ``queue_ms`` into
     ``send_lag_ms`` + ``enqueue_ms`` + ``wake_ms`` (see
     :mod:`taskbench.bench.metrics`). Without metrics, the timed figures are None.
+    ``producer`` says where the open loop's producer ran (``process`` or
+    ``inline``; None in a closed loop); ``cpu_s`` is this process's CPU, and
+    ``producer_cpu_s`` that of a producer process (None inline: it is in
+    ``cpu_s``).
     """
 
     mode: str
@@ -306,6 +343,8 @@ class LoadResult:
     max_rss_mb: float
     metrics: bool
     resources: ResourceUsage | None
+    producer: str | None = None
+    producer_cpu_s: float | None = None
     histograms: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -334,6 +373,7 @@ class _Run:
     measured_s: float
     recorder: Recorder | None
     resources: ResourceUsage | None
+    producer_cpu_s: float | None = None
 
 
 def _achieved(run: _Run) -> float | None:
@@ -367,6 +407,7 @@ async def _result(store: TaskStore, config: LoadConfig, run: _Run, **shape: Any)
         lost=checked.lost,
         duplicates=None if recorder is None else recorder.duplicates,
         cpu_s=run.span.cpu_s,
+        producer_cpu_s=run.producer_cpu_s,
         max_rss_mb=max_rss_mb(),
         metrics=config.metrics,
         resources=run.resources,
@@ -449,73 +490,22 @@ async def wait_until_idle(store: TaskStore, timeout: float) -> bool:
 # -- the open loop --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """Arrival times (``t0 + i / rate``) and priorities of every task, computed up front."""
-
-    times: array[float]
-    priorities: list[TaskPriority]
-
-    @classmethod
-    def plan(cls, config: OpenLoopConfig, t0: float) -> Schedule:
-        times = array("d", (t0 + i / config.rate for i in range(config.arrivals)))
-        workload = config.workload
-        return cls(times, workload.draw_priorities(len(times), workload.priority_rng()))
-
-    def task(self, workload: Workload, index: int) -> Task:
-        """Arrival ``index`` as a new task, created at its scheduled time."""
-        return workload.task_at(self.times[index], self.priorities[index])
-
-    def due(self, now: float) -> int:
-        """How many arrivals are due at ``now``."""
-        return bisect.bisect_right(self.times, now)
+Sender = Callable[[float], Awaitable[Sends]]
+"""Sends the whole schedule, starting at the given ``t0``; returns what it sent."""
 
 
-async def produce(
-    store: TaskStore, workload: Workload, schedule: Schedule, recorder: Recorder | None
-) -> list[str]:
-    """Enqueue every arrival of ``schedule`` on time (a batch of all that are due when late).
-
-    Up to MAX_SENDS_IN_FLIGHT enqueue calls are in flight at once, as from
-    independent clients: a slow round trip delays its own tasks, not the
-    sending of the next arrivals. The first error of a send is raised.
-    """
-    ids: list[str] = []
-    slots = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
-    try:
-        async with asyncio.TaskGroup() as sends:
-            while len(ids) < len(schedule.times):
-                await slots.acquire()
-                sent, now = len(ids), time.time()
-                due = min(schedule.due(now), sent + MAX_SEND_BATCH)
-                if due <= sent:
-                    slots.release()
-                    await asyncio.sleep(schedule.times[sent] - now)
-                    continue
-                batch = [schedule.task(workload, i) for i in range(sent, due)]
-                ids.extend(task.id for task in batch)
-                sends.create_task(_send(store, batch, recorder, slots))
-    except BaseExceptionGroup as group:
-        raise group.exceptions[0] from None
-    return ids
-
-
-async def _send(
-    store: TaskStore, batch: list[Task], recorder: Recorder | None, slot: asyncio.Semaphore
-) -> None:
-    try:
-        started = time.time()
-        await store.enqueue(batch)
-        if recorder is not None:
-            recorder.on_enqueued(batch, started, time.time())
-    finally:
-        slot.release()
+def _producer_place(consumer: TaskStore, config: OpenLoopConfig) -> str:
+    """Where the producer runs: ``config.producer``, or a process if the store can be shared."""
+    if config.producer == "process":
+        _check_shared(consumer, config.url)
+    shared = Capability.MULTI_PROCESS in consumer.capabilities
+    return config.producer or ("process" if shared else "inline")
 
 
 async def _producer_store(
     consumer: TaskStore, config: OpenLoopConfig, opener: StoreOpener
 ) -> TaskStore:
-    """A client of its own for the producer, when the store can be shared by processes."""
+    """A client of its own for an inline producer, when the store can be shared by processes."""
     if Capability.MULTI_PROCESS not in consumer.capabilities:
         return consumer
     producer = opener(config.url)
@@ -523,36 +513,77 @@ async def _producer_store(
     return producer
 
 
-async def _open_run(consumer: TaskStore, producer: TaskStore, config: OpenLoopConfig) -> _Run:
-    t0 = time.time() + START_DELAY_S
+async def _open_run(
+    consumer: TaskStore, config: OpenLoopConfig, send: Sender, start_delay: float
+) -> _Run:
+    """Run the executor, have ``send`` send the schedule from ``t0``, wait for the tail."""
+    t0 = time.time() + start_delay
     measure_from = t0 + config.warmup_s
     recorder = Recorder(measure_from=measure_from, track_wake=True) if config.metrics else None
-    schedule = Schedule.plan(config, t0)
     clock = Stopwatch()
     with monitored(config.url, config.metrics) as monitor:
         async with RunningExecutor(consumer, config.workload, config.concurrency, recorder):
-            ids = await produce(producer, config.workload, schedule, recorder)
-            await wait_until_idle(producer, config.tail_timeout)
+            sends = await send(t0)
+            await wait_until_idle(consumer, config.tail_timeout)
+    span = clock.span()
+    if recorder is not None:
+        created = arrival_times(config.rate, config.arrivals, t0)
+        recorder.time_sends(sends.ids, created, sends.calls)
     measured_s = (recorder.last_end if recorder else 0.0) - measure_from
     usage = None if monitor is None else monitor.usage
-    return _Run(ids, clock.span(), measured_s, recorder, usage)
+    return _Run(sends.ids, span, measured_s, recorder, usage, sends.cpu_s)
+
+
+async def _inline_run(consumer: TaskStore, config: OpenLoopConfig, opener: StoreOpener) -> _Run:
+    """The open loop with its producer in this process, beside the executor."""
+    producer = await _producer_store(consumer, config, opener)
+
+    async def send(t0: float) -> Sends:
+        workload = config.workload
+        schedule = Schedule.plan(workload, config.rate, config.arrivals, t0)
+        return await produce(producer, workload, schedule)
+
+    try:
+        return await _open_run(consumer, config, send, START_DELAY_S)
+    finally:
+        if producer is not consumer:
+            await producer.close()
+
+
+async def _process_run(consumer: TaskStore, config: OpenLoopConfig) -> _Run:
+    """The open loop with its producer in a process of its own (ready before ``t0``)."""
+    job = ProducerJob(
+        url=config.url, workload=config.workload.spec, rate=config.rate, arrivals=config.arrivals
+    )
+    async with spawned_producer(job) as child:
+
+        async def send(t0: float) -> Sends:
+            await child.go(t0)
+            return await child.sends(t0 - time.time() + config.duration + FINISH_SLACK_S)
+
+        return await _open_run(consumer, config, send, PROCESS_START_DELAY_S)
 
 
 async def open_loop(config: OpenLoopConfig, *, opener: StoreOpener = open_store) -> LoadResult:
-    """Run one validated open loop (see the module docstring)."""
+    """Run one validated open loop (see the module docstring).
+
+    ``opener`` opens this process's store clients (the producer process opens
+    its own with :func:`~taskbench.stores.open_store`). A producer process that
+    fails raises :class:`~taskbench.errors.BenchmarkError`, after the executor
+    has stopped and the process has been reaped.
+    """
     consumer = opener(config.url)
+    place = _producer_place(consumer, config)
     await consumer.open()
     try:
         await consumer.purge()
-        producer = await _producer_store(consumer, config, opener)
-        try:
-            run = await _open_run(consumer, producer, config)
-        finally:
-            if producer is not consumer:
-                await producer.close()
+        if place == "process":
+            run = await _process_run(consumer, config)
+        else:
+            run = await _inline_run(consumer, config, opener)
         return await _result(
             consumer, config, run, mode="open", rate=config.rate, duration_s=config.duration,
-            warmup=f"{config.warmup_s:g}s", offered_tps=config.rate,
+            warmup=f"{config.warmup_s:g}s", offered_tps=config.rate, producer=place,
         )  # fmt: skip
     finally:
         await consumer.close()
@@ -693,6 +724,7 @@ def config_params(config: LoadConfig, repeats: int = 1) -> dict[str, Any]:
     }
     if isinstance(config, OpenLoopConfig):
         params["warmup"] = f"{config.warmup_s:g}s"
+        params["producer"] = config.producer or "auto"
     else:
         params["warmup"] = str(config.warmup)
     mode = {OpenLoopConfig: "open", ClosedLoopConfig: "closed"}.get(type(config), "drain")

@@ -27,6 +27,13 @@ The open loop splits the queue wait in three (``Recorder(track_wake=True)``):
   executor's wake-up path; 0 when the claim came before the producer had
   even read its reply, as a NOTIFY can).
 
+The split is made once the run is over, when both sides are known: during
+the run the recorder keeps the start of each measured first attempt (with
+``track_wake``), the producer keeps one :class:`EnqueueCall` per ``enqueue``
+(which tasks, sent when, returned when), and :meth:`Recorder.time_sends`
+puts the two together. The producer may run in this process or in another
+(:mod:`taskbench.bench.producer`): the records, and the code, are the same.
+
 Design rules:
 
 * **Cheap on the hot path** (about a microsecond per task: the harness
@@ -35,7 +42,9 @@ Design rules:
   never calls HdrHistogram, whose pure-Python ``record_value`` costs
   microseconds. The buffered samples are folded into the histograms when a
   percentile is asked for, or, to bound memory on long runs, when a claim
-  finds a buffer past :data:`FLUSH_EVERY`.
+  finds a buffer past :data:`FLUSH_EVERY`. With ``track_wake`` (the open
+  loop only), a claim also appends each measured first attempt's id and
+  start to two flat buffers; drains do not pay for it.
 * **Count everything, time the measured part.** A task whose origin is
   before :attr:`Recorder.measure_from` (the warm-up) is counted (succeeded,
   dead, duplicates) but adds no sample to any histogram.
@@ -52,6 +61,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
@@ -67,6 +77,16 @@ HOOK_TRIALS = 5
 _SUCCEEDED, _DEAD, _QUEUED = TaskStatus.SUCCEEDED, TaskStatus.DEAD, TaskStatus.QUEUED
 SERIES = ("latency", "queue", "service", "send_lag", "enqueue", "wake")
 """The recorder's latency series, by name (``latency`` is the headline one)."""
+
+
+class EnqueueCall(NamedTuple):
+    """One ``enqueue`` call of the open loop's producer: the tasks ``first`` to ``end - 1``
+    of its schedule, sent at ``sent`` and returned at ``returned`` (``time.time()``)."""
+
+    first: int
+    end: int
+    sent: float
+    returned: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,10 +169,10 @@ class Recorder:
         self.wake = LatencySeries()
         self._succeeded_ids: set[str] = set()
         self._duplicate_ids: set[str] = set()
-        self._enqueued_at: dict[str, float] | None = {} if track_wake else None
-        """With ``track_wake``: when each task's enqueue call returned, until it is claimed."""
-        self._claimed_early: set[str] = set()
-        """Tasks claimed before their enqueue call returned (their wake is 0)."""
+        self._started_ids: list[str] | None = [] if track_wake else None
+        """With ``track_wake``: each measured first attempt's id, in claim order..."""
+        self._started_at = array("d")
+        """... and when it started, for :meth:`time_sends`."""
 
     def on_claimed(self, tasks: Sequence[Task]) -> None:
         """Count claimed tasks; time the queue wait of each first attempt."""
@@ -165,22 +185,18 @@ class Recorder:
                 if task.attempts == 1 and task.created_at >= measure_from
             ]
         )
-        if self._enqueued_at is not None:
-            self._time_wake(tasks)
+        if self._started_ids is not None:
+            self._note_starts(self._started_ids, tasks)
         if self.latency.buffered >= FLUSH_EVERY or self.queue.buffered >= FLUSH_EVERY:
             self.flush()
 
-    def _time_wake(self, tasks: Sequence[Task]) -> None:
-        enqueued, add = self._enqueued_at or {}, self.wake.add
+    def _note_starts(self, ids: list[str], tasks: Sequence[Task]) -> None:
+        """Keep when each measured first attempt started (for the wake-up, after the run)."""
+        measure_from, note_start = self.measure_from, self._started_at.append
         for task in tasks:
-            if task.attempts != 1 or task.created_at < self.measure_from:
-                continue
-            returned = enqueued.pop(task.id, None)
-            if returned is None:
-                self._claimed_early.add(task.id)
-                add(0.0)
-            else:
-                add(max(0.0, (task.started_at or returned) - returned))
+            if task.attempts == 1 and task.created_at >= measure_from:
+                ids.append(task.id)
+                note_start(task.started_at or task.created_at)
 
     def on_outcome(self, task: Task, outcome: Outcome) -> None:
         """Count one attempt's outcome; ``task`` is the claimed (running) task."""
@@ -213,23 +229,29 @@ class Recorder:
         for name in SERIES:
             self.series(name).flush()
 
-    def on_enqueued(self, tasks: Sequence[Task], sent: float, returned: float) -> None:
-        """The open loop's producer called ``enqueue(tasks)`` at ``sent``; it returned at
-        ``returned``. Each task's ``created_at`` is its scheduled arrival."""
-        for task in tasks:
-            if task.created_at < self.measure_from:
-                continue
-            self.send_lag.add(sent - task.created_at)
-            self.enqueue.add(returned - sent)
-            self._note_enqueued(task.id, returned)
+    def time_sends(
+        self, ids: Sequence[str], created: Sequence[float], calls: Iterable[EnqueueCall]
+    ) -> None:
+        """Split the queue wait of the open loop's measured tasks, once the run is over.
 
-    def _note_enqueued(self, task_id: str, returned: float) -> None:
-        if self._enqueued_at is None:
-            return
-        if task_id in self._claimed_early:
-            self._claimed_early.discard(task_id)
-        else:
-            self._enqueued_at[task_id] = returned
+        ``ids[i]`` is arrival ``i`` of the schedule, created at ``created[i]``
+        (its scheduled arrival); each call sent ``ids[first:end]``. A measured
+        task gets a ``send_lag`` and an ``enqueue`` sample from its call and,
+        with ``track_wake``, a ``wake`` sample ``max(0, started - returned)``
+        if its first attempt started (a task never claimed has none).
+        """
+        starts = dict(zip(self._started_ids or (), self._started_at, strict=True))
+        measure_from = self.measure_from
+        add_lag, add_enqueue, add_wake = self.send_lag.add, self.enqueue.add, self.wake.add
+        for first, end, sent, returned in calls:
+            for index in range(first, end):
+                if created[index] < measure_from:
+                    continue
+                add_lag(sent - created[index])
+                add_enqueue(returned - sent)
+                started = starts.get(ids[index])
+                if started is not None:
+                    add_wake(max(0.0, started - returned))
 
     @property
     def failed(self) -> int:

@@ -2,6 +2,7 @@
 
     taskbench bench --store URL --mode drain --tasks N --concurrency C --workload SPEC
     taskbench bench --store URL --mode open --rate R --duration S --concurrency C --workload SPEC
+                    [--producer inline|process]
     taskbench bench --store URL --mode closed --tasks N --concurrency C --workload SPEC
                     [--warmup N|Ns] [--repeats N] [--no-metrics]
                     [--no-save] [--results-dir DIR] [--json]
@@ -30,6 +31,7 @@ from taskbench.bench.drain import EXECUTORS, DrainConfig, DrainResult, check_sto
 from taskbench.bench.load import (
     MODES,
     OVERHEAD_TARGET,
+    PRODUCERS,
     LoadConfig,
     LoadResult,
     Overhead,
@@ -55,9 +57,9 @@ if TYPE_CHECKING:
     from taskbench.bench.compare import Comparison
 
 MODE_OPTIONS = {
-    "drain": ({"tasks"}, {"rate", "duration"}),
+    "drain": ({"tasks"}, {"rate", "duration", "producer"}),
     "open": ({"rate", "duration"}, {"tasks", "executor"}),
-    "closed": ({"tasks"}, {"rate", "duration", "executor"}),
+    "closed": ({"tasks"}, {"rate", "duration", "executor", "producer"}),
 }
 """Per mode: the options it needs, and those it refuses."""
 
@@ -128,6 +130,12 @@ def _add_load(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duration", type=argument(_duration), metavar="S", help="open: seconds of arrivals"
+    )
+    parser.add_argument(
+        "--producer",
+        choices=PRODUCERS,
+        help="open: where the producer runs: a process of its own (the default when the "
+        "store can be shared by processes) or inline, beside the executor",
     )
     parser.add_argument(
         "--warmup",
@@ -222,8 +230,9 @@ def _load_lines(result: LoadResult) -> list[str]:
     offered = "" if result.offered_tps is None else f" (offered {result.offered_tps:,.0f})"
     achieved = "?" if result.achieved_tps is None else f"{result.achieved_tps:,.0f}"
     shape = f"rate {result.rate:g}/s for {result.duration_s:g} s, " if result.rate else ""
+    producer = f", producer {result.producer}" if result.producer else ""
     return [
-        f"mode         {result.mode}  ({shape}warm-up {result.warmup})",
+        f"mode         {result.mode}  ({shape}warm-up {result.warmup}{producer})",
         f"store        {result.store}",
         f"executor     {result.executor}  (concurrency {result.concurrency})",
         f"workload     {result.workload}",
@@ -300,7 +309,7 @@ def _config(args: argparse.Namespace) -> LoadConfig:
     options = {"concurrency": args.concurrency, "workload": args.workload}
     options |= {"warmup": args.warmup, "metrics": not args.no_metrics}
     if args.mode == "open":
-        options |= {"rate": args.rate, "duration": args.duration}
+        options |= {"rate": args.rate, "duration": args.duration, "producer": args.producer}
     else:
         options["tasks"] = args.tasks
     if args.mode == "drain":

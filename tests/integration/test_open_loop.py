@@ -1,10 +1,12 @@
-"""The open loop on PostgreSQL and Redis: 3 s at 300 tasks/s, every task accounted for.
+"""The open loop on SQLite, PostgreSQL and Redis: 3 s at 300 tasks/s, every task accounted for.
 
-On a server store the producer is a client of its own, so the executor
-learns of each arrival through the server (LISTEN/NOTIFY, BLPOP), as a
-worker in another process would. Each test runs in its own schema or key
-prefix (tests/backends.py). No time is asserted: only that every scheduled
-task ran exactly once and that each was timed.
+On a store that processes can share, the producer runs in a process of its
+own with a client of its own (taskbench/bench/producer.py), so the executor
+learns of each arrival through the store (LISTEN/NOTIFY, BLPOP, polling), as
+a worker would from real clients; inline, it is a second client in this
+process. Each test runs in its own schema, key prefix or file
+(tests/backends.py). No time is asserted: only that every scheduled task ran
+exactly once and that each measured task's queue wait was split in three.
 
 The Redis store's wake-up tokens are checked directly: a claim leaves at
 most one token per task still due, so the open loop's single-task claims
@@ -18,19 +20,26 @@ from pathlib import Path
 
 import pytest
 
-from taskbench.bench.load import OpenLoopConfig, open_loop
+from taskbench.bench.load import LoadResult, OpenLoopConfig, open_loop
+from taskbench.bench.results import merge_histograms
 from taskbench.model import Task
 from taskbench.stores import TaskStore, open_store
 from tests.backends import isolated_store_url
 
 RATE = 300
 DURATION_S = 3.0
+SPLIT = ("queue", "send_lag", "enqueue", "wake")
+
+
+def _samples(result: LoadResult, name: str) -> int:
+    return int(merge_histograms([result.histograms[name]]).get_total_count())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["postgres", "redis"])
-async def test_every_scheduled_task_runs_once_through_the_server(
-    backend: str, tmp_path: Path
+@pytest.mark.parametrize("producer", ["process", "inline"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+async def test_every_scheduled_task_runs_once_through_the_store(
+    backend: str, producer: str, tmp_path: Path
 ) -> None:
     clients: list[TaskStore] = []
 
@@ -40,21 +49,21 @@ async def test_every_scheduled_task_runs_once_through_the_server(
 
     async with isolated_store_url(backend, tmp_path) as url:
         config = OpenLoopConfig.create(
-            url, workload="noop", concurrency=20, rate=RATE, duration=DURATION_S, warmup="0.5s"
-        )
+            url, workload="noop", concurrency=20, rate=RATE, duration=DURATION_S, warmup="0.5s",
+            producer=None if producer == "process" else producer,  # a process is the default
+        )  # fmt: skip
         result = await open_loop(config, opener=opener)
-    scheduled = int(RATE * DURATION_S)
-    assert len(clients) == 2  # the producer had a connection of its own
-    assert (result.tasks, result.succeeded, result.dead, result.lost) == (
-        scheduled,
-        scheduled,
-        0,
-        0,
-    )
-    assert (result.duplicates, result.failed) == (0, 0)
-    assert result.measured == scheduled - int(RATE * 0.5)
+    scheduled, measured = int(RATE * DURATION_S), int(RATE * (DURATION_S - 0.5))
+    # the producer had a client of its own: in its process, or a second one here
+    assert (result.producer, len(clients)) == (producer, 1 if producer == "process" else 2)
+    outcome = (result.tasks, result.succeeded, result.dead, result.lost)
+    assert outcome == (scheduled, scheduled, 0, 0)
+    assert (result.duplicates, result.failed, result.measured) == (0, 0, measured)
+    assert {name: _samples(result, name) for name in SPLIT} == dict.fromkeys(SPLIT, measured)
     assert result.queue_ms is not None and result.queue_ms.p50 > 0
+    assert result.wake_ms is not None and result.wake_ms.p50 >= 0
     assert result.resources is not None
+    assert (result.producer_cpu_s is not None) == (producer == "process")
 
 
 async def _tokens(url: str) -> int:

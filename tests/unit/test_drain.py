@@ -170,28 +170,3 @@ def test_the_warm_up_is_counted_but_not_timed() -> None:
 
 def test_the_hooks_cost_is_measured_per_task() -> None:
     assert hook_cpu_per_task(count=2_000, batch=40) > 0
-
-
-def test_the_open_loop_splits_the_queue_wait_in_three() -> None:
-    recorder = Recorder(measure_from=T0, track_wake=True)
-    warm = Task.new("bench", id="warm", now=T0 - 1)
-    late, early = Task.new("bench", id="late", now=T0), Task.new("bench", id="early", now=T0)
-    recorder.on_enqueued([warm, late], T0 + 0.002, T0 + 0.005)
-    claimed = [replace(late, status=TaskStatus.RUNNING, attempts=1, started_at=T0 + 0.015)]
-    claimed.append(replace(early, status=TaskStatus.RUNNING, attempts=1, started_at=T0 + 0.001))
-    recorder.on_claimed(claimed)  # "early" was claimed before its enqueue call returned
-    recorder.on_enqueued([early], T0, T0 + 0.003)
-    assert recorder.send_lag.count == recorder.enqueue.count == recorder.wake.count == 2
-    assert recorder.send_lag.percentiles_ms()["max"] == pytest.approx(2.0, rel=1e-2)
-    assert recorder.enqueue.percentiles_ms()["p50"] == pytest.approx(3.0, rel=1e-2)
-    wake = recorder.wake.percentiles_ms()
-    assert wake["max"] == pytest.approx(10.0, rel=1e-2) and wake["p50"] <= 0.001
-    assert recorder._enqueued_at == {} and recorder._claimed_early == set()  # nothing left over
-
-
-def test_without_tracking_there_is_no_wake_series() -> None:
-    recorder = Recorder()
-    task = Task.new("bench", now=T0)
-    recorder.on_enqueued([task], T0 + 0.001, T0 + 0.002)
-    recorder.on_claimed([replace(task, status=TaskStatus.RUNNING, attempts=1, started_at=T0 + 1)])
-    assert (recorder.enqueue.count, recorder.wake.count) == (1, 0)

@@ -18,7 +18,6 @@ import pytest
 
 from taskbench.bench.drain import DrainConfig
 from taskbench.bench.load import (
-    MAX_SENDS_IN_FLIGHT,
     ClosedLoopConfig,
     OpenLoopConfig,
     Warmup,
@@ -33,10 +32,10 @@ from taskbench.bench.load import (
     save_results,
     summarise_repeats,
 )
+from taskbench.bench.producer import MAX_SENDS_IN_FLIGHT
 from taskbench.bench.results import load_runs, merge_histograms, percentiles_ms
 from taskbench.errors import ConfigError
 from taskbench.model import Task, TaskStatus
-from taskbench.stores import TaskStore, open_store
 from taskbench.stores.memory import MemoryStore
 
 STALL_S = 0.2
@@ -108,11 +107,12 @@ async def test_the_open_loop_runs_every_scheduled_task_once() -> None:
     assert (result.duplicates, result.failed) == (0, 0)
     assert result.measured == 200  # the arrivals of the last second
     assert result.achieved_tps is not None and result.achieved_tps > 0
-    assert (result.mode, result.rate, result.offered_tps, result.warmup) == (
+    assert (result.mode, result.rate, result.offered_tps, result.warmup, result.producer) == (
         "open",
         200,
         200,
         "0.5s",
+        "inline",  # the memory store cannot be shared with a producer process
     )
     latency, queue, lag = result.latency_ms, result.queue_ms, result.send_lag_ms
     assert latency is not None and queue is not None and lag is not None
@@ -285,22 +285,6 @@ def test_figure_reads_nested_fields_and_misses_as_none() -> None:
     row = {"drain_tps": 10, "latency_ms": {"p99": 2.5}, "queue_ms": None}
     assert (figure(row, "drain_tps"), figure(row, "latency_ms.p99")) == (10.0, 2.5)
     assert figure(row, "queue_ms.p99") is None and figure(row, "nothing") is None
-
-
-async def test_on_a_shared_store_the_producer_is_a_second_client(tmp_path: Path) -> None:
-    """SQLite can be shared by processes: the executor learns of arrivals through the file."""
-    opened: list[TaskStore] = []
-
-    def opener(url: str) -> TaskStore:
-        opened.append(open_store(url))
-        return opened[-1]
-
-    config = OpenLoopConfig.create(
-        f"sqlite:///{tmp_path / 'open.db'}", workload="noop", concurrency=4, rate=100, duration=1
-    )
-    result = await open_loop(config, opener=opener)
-    assert len(opened) == 2
-    assert (result.tasks, result.succeeded, result.lost, result.duplicates) == (100, 100, 0, 0)
 
 
 # -- the harness's own overhead -------------------------------------------------------
