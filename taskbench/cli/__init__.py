@@ -8,8 +8,9 @@
 Design rules:
 
 * **Subcommands are tables.** Each module of :data:`GROUPS` (``bench.py``:
-  bench, backlog, peers; ``results.py``; ``distributed.py``: worker, cluster,
-  failover; ``faults.py``; ``study.py``) has a ``COMMANDS`` table mapping a
+  bench, overhead, backlog, peers; ``wakeup.py``; ``scorecard.py``;
+  ``results.py``; ``distributed.py``: worker, cluster, failover;
+  ``faults.py``; ``study.py``) has a ``COMMANDS`` table mapping a
   name to a :class:`~taskbench.cli.common.Subcommand`: a function that adds
   its arguments to a parser and a function that runs it and returns the exit
   code. Adding a subcommand is one entry and two functions in its module.
@@ -36,13 +37,13 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-from taskbench.cli import bench, distributed, faults, results, scorecard, study
+from taskbench.cli import bench, distributed, faults, results, scorecard, study, wakeup
 from taskbench.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, LOG_LEVELS, Subcommand
 from taskbench.errors import TaskbenchError
 
 # -- the table of subcommands ---------------------------------------------------------
 
-GROUPS = (bench, scorecard, results, distributed, faults, study)
+GROUPS = (bench, wakeup, scorecard, results, distributed, faults, study)
 """The modules that define subcommands, each in a ``COMMANDS`` table, in help order."""
 
 SUBCOMMANDS: dict[str, Subcommand] = {

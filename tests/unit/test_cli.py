@@ -148,6 +148,7 @@ def test_without_json_it_prints_a_readable_summary() -> None:
         (["results", "compare", "--help"], "RUN_A RUN_B"),
         (["backlog", "--help"], "--backlog N"),
         (["peers", "--help"], "--peers PEERS"),
+        (["wakeup", "--help"], "--drain-repeats N"),
     ],
 )
 def test_every_command_has_help(args: list[str], mentions: str) -> None:
@@ -271,6 +272,15 @@ def test_backlog_times_claims_on_a_filled_store(tmp_path: Path) -> None:
         (["peers", "--peers", "celery"], "unknown peer 'celery'"),
         (["peers", "--tasks", "0"], "must be a positive integer"),
         (["backlog", "--store", "memory://", "--backlog", "0"], "must be a positive integer"),
+        (["wakeup"], "--store"),
+        (["wakeup", "--store", "nosuch://h"], "unknown store scheme"),
+        (["wakeup", "--store", "memory://", "--duration", "0"], "seconds must be > 0"),
+        (["wakeup", "--store", "memory://", "--warmup", "soon"], "expected a number of seconds"),
+        (["wakeup", "--store", "memory://", "--drain-repeats", "0"], "must be a positive integer"),
+        (
+            ["wakeup", "--store", "memory://", "--duration", "2", "--warmup", "2"],
+            "must be shorter than the duration",
+        ),
     ],
 )
 def test_other_commands_refuse_bad_input(args: list[str], message: str) -> None:
@@ -567,3 +577,24 @@ def test_scorecard_has_help_and_is_listed(capsys: Capture) -> None:
     code, out, _ = in_process(capsys, "scorecard", "--help")
     assert code == 0 and "--stores [NAME=]URL,..." in out and "--fast" in out
     assert "scorecard" in in_process(capsys, "--help")[1]
+
+
+def test_wakeup_offers_half_the_drain_and_saves_the_histograms_it_printed(
+    capsys: Capture,
+) -> None:
+    from taskbench.bench.results import latest, percentile_spectrum
+
+    printed = printed_json(
+        capsys, "wakeup", "--store", "memory://", "--drain-tasks", "500", "--drain-repeats", "1",
+        "--duration", "1", "--warmup", "0.2", "--concurrency", "5", "--json",
+    )  # fmt: skip
+    (store,) = printed["stores"]
+    assert store["rate"] == pytest.approx(store["drain_tps"] / 2)
+    assert store["lost"] == 0 and store["met"] == (store["queue_ms"]["p99"] < 10.0)
+    assert store["target_p99_ms"] == printed["target_p99_ms"] == 10.0
+    (saved,) = printed["results_files"]
+    row = latest("wakeup", store="memory://")
+    assert Path(saved).is_file() and len(row) == 1
+    assert row["params"].iloc[0].count("drain_tps") == 1
+    assert percentile_spectrum(row["queue_hist"]) == store["spectrum"]
+    assert row["succeeded"].iloc[0] == row["tasks"].iloc[0]
