@@ -265,6 +265,45 @@ async def test_lease_writes_look_their_rows_up_by_id_whatever_the_backlog(
         assert ("Index Scan", ID_INDEX) in kinds, f"{name} does not look ids up: {kinds}"
 
 
+async def _generic_plan(store_url: str, statement: str, *args: Any) -> list[dict[str, Any]]:
+    """The nodes of the plan PostgreSQL would cache for ``statement`` (a generic plan,
+    made without the values), on a connection set up as the store's are."""
+    schema = urlsplit(store_url).query.partition("schema=")[2].partition("&")[0]
+    settings = {**PLANNER_SETTINGS, "search_path": schema, "plan_cache_mode": "force_generic_plan"}
+    connection = await asyncpg.connect(store_url.split("?", 1)[0], server_settings=settings)
+    try:
+        types = [kind.name for kind in (await connection.prepare(statement)).get_parameters()]
+        literals = [  # EXPLAIN EXECUTE takes no bind parameters: the values go in as literals
+            await connection.fetchval(f"SELECT quote_nullable($1::{kind})", value) + f"::{kind}"
+            for kind, value in zip(types, args, strict=True)
+        ]
+        await connection.execute(f"PREPARE cached AS {statement}")
+        explained = await connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) EXECUTE cached({', '.join(literals)})"
+        )
+    finally:
+        await connection.close()
+    return list(_plan_nodes(json.loads(explained)[0]["Plan"]))
+
+
+async def test_plans_cached_on_a_nearly_empty_table_still_find_rows_by_index(
+    store_url: str, store: Any
+) -> None:
+    """An open loop starts on an empty table, so the plans asyncpg's prepared statements
+    settle on are made for a handful of rows; a plan that scans the table then costs
+    O(table) per claim and finish as the table grows (measured: a p99 wait of 0.7-1.7 s
+    at 5,300 tasks/s on a fresh schema)."""
+    await store.enqueue([Task.new("job", i, now=T0) for i in range(3)])
+    claimed = await store.claim("w1", 3, lease_s=30, now=T0)
+    statements = {"claim": (CLAIM, (T0, 100, "w1", T0 + 30))}
+    statements |= _lease_writes([task.lease for task in claimed], store._channel)
+    for name, (statement, args) in statements.items():
+        nodes = await _generic_plan(store_url, statement, *args)
+        scans = [n["Node Type"] for n in nodes if "Relation Name" in n]
+        assert "Seq Scan" not in scans, f"the cached {name} plan scans the table: {scans}"
+        assert "Index Scan" in scans, f"the cached {name} plan uses no index: {scans}"
+
+
 # -- LISTEN/NOTIFY -----------------------------------------------------------------------
 
 
