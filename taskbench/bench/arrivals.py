@@ -2,14 +2,16 @@
 
 The harness's wake-up figure (``taskbench wakeup``, study chapter 2): for
 each store, drain ``drain_tasks`` no-op tasks ``drain_repeats`` times to
-find what it sustains, then offer half of the median as an open loop (a
+find what it sustains, then offer a share of the median as an open loop (a
 fixed arrival rate, latencies from each task's scheduled arrival, see
-:mod:`taskbench.bench.load`). At half its capacity a store should start
-an arrival within milliseconds: its executor is woken (LISTEN/NOTIFY,
-BLPOP), not left to poll. The target is p99 enqueue -> start under
-:data:`TARGET_P99_MS` on PostgreSQL and Redis.
+:mod:`taskbench.bench.load`), once per share in ``shares`` (by default a
+quarter and a half). At half its capacity a store should start an arrival
+within milliseconds: its executor is woken (LISTEN/NOTIFY, BLPOP), not
+left to poll. The target is p99 enqueue -> start under
+:data:`TARGET_P99_MS` on PostgreSQL and Redis at :data:`TARGET_SHARE`;
+the lighter load beside it shows how the tail grows with the load.
 
-:func:`measure_wakeup` returns one :class:`Wakeup` per store with the
+:func:`measure_wakeup` returns one :class:`Wakeup` per share with the
 percentile spectrum of the enqueue -> start wait (read from the run's
 HdrHistogram) for :func:`taskbench.viz.latency_spectrum`; the runs
 themselves are returned too, so a caller can save them
@@ -33,8 +35,10 @@ TARGET_P99_MS = 10.0
 """The target: p99 enqueue -> start under this, at half the drain throughput."""
 WORKLOAD = "noop"
 """No-op tasks: the wait measured is the store's and the executor's, not the handler's."""
-SHARE_OF_DRAIN = 0.5
-"""The open loop offers this share of the median drain throughput."""
+TARGET_SHARE = 0.5
+"""The target is judged with the open loop offering this share of the median drain."""
+SHARES = (0.25, TARGET_SHARE)
+"""The shares of the drain offered by default: the target's, and a lighter load beside it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +50,8 @@ class WakeupPlan:
     duration: float = 10.0
     warmup: float = 1.0
     concurrency: int = 50
+    shares: tuple[float, ...] = SHARES
+    """The open loops to run, each offering this share of the median drain throughput."""
 
     @classmethod
     def create(
@@ -56,6 +62,7 @@ class WakeupPlan:
         duration: float = 10.0,
         warmup: float = 1.0,
         concurrency: int = 50,
+        shares: Sequence[float] = SHARES,
     ) -> WakeupPlan:
         """Validate every size (ConfigError) before a store is opened."""
         duration = check_number(duration, "duration")
@@ -70,15 +77,28 @@ class WakeupPlan:
             duration=duration,
             warmup=warmup,
             concurrency=check_positive(concurrency, "concurrency"),
+            shares=check_shares(shares),
         )
+
+
+def check_shares(shares: Sequence[float]) -> tuple[float, ...]:
+    """``shares`` sorted, each a number in (0, 1] given once, or ConfigError."""
+    checked = [check_number(share, "a share of the drain") for share in shares]
+    if not checked or any(share > 1 for share in checked) or len(set(checked)) < len(checked):
+        raise ConfigError(
+            f"shares of the drain must be distinct numbers in (0, 1], got {list(shares)!r}"
+        )
+    return tuple(sorted(checked))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Wakeup:
-    """One store's figure: its drain throughput, the rate offered, and the wait to start."""
+    """One open loop's figure: the store's drain throughput, the share of it offered,
+    and the wait to start."""
 
     store: str
     drain_tps: float
+    share: float
     rate: float
     achieved_tps: float | None
     queue_ms: dict[str, float]
@@ -102,11 +122,16 @@ class Wakeup:
 
 @dataclass(frozen=True, slots=True)
 class Measured:
-    """A store's figure and the runs behind it (for saving)."""
+    """A store's figures, one per share, and the runs behind them (for saving)."""
 
-    wakeup: Wakeup
+    wakeups: list[Wakeup]
     drains: list[DrainResult]
-    open_run: LoadResult
+    open_runs: list[LoadResult]
+
+    @property
+    def at_target(self) -> Wakeup | None:
+        """The figure at :data:`TARGET_SHARE`, if it was measured."""
+        return next((w for w in self.wakeups if w.share == TARGET_SHARE), None)
 
 
 async def drain_throughput(url: str, plan: WakeupPlan) -> tuple[float, list[DrainResult]]:
@@ -129,12 +154,13 @@ def open_config(url: str, rate: float, plan: WakeupPlan) -> OpenLoopConfig:
     )
 
 
-def _wakeup(url: str, drain_tps: float, run: LoadResult) -> Wakeup:
+def _wakeup(url: str, drain_tps: float, share: float, run: LoadResult) -> Wakeup:
     queue = run.histograms.get("queue")
     wake = run.histograms.get("wake")
     return Wakeup(
         store=redact(url),
         drain_tps=drain_tps,
+        share=share,
         rate=float(run.rate or 0.0),
         achieved_tps=run.achieved_tps,
         queue_ms=percentiles_ms([queue]),
@@ -147,19 +173,24 @@ def _wakeup(url: str, drain_tps: float, run: LoadResult) -> Wakeup:
 
 
 async def measure_wakeup(url: str, plan: WakeupPlan | None = None) -> Measured:
-    """Drain ``url`` to find its throughput, then run the open loop at half of it."""
+    """Drain ``url`` to find its throughput, then run an open loop at each share of it."""
     plan = plan or WakeupPlan()
     drain_tps, drains = await drain_throughput(url, plan)
-    run = await open_loop(open_config(url, drain_tps * SHARE_OF_DRAIN, plan))
-    return Measured(_wakeup(url, drain_tps, run), drains, run)
+    wakeups, runs = [], []
+    for share in plan.shares:
+        run = await open_loop(open_config(url, drain_tps * share, plan))
+        wakeups.append(_wakeup(url, drain_tps, share, run))
+        runs.append(run)
+    return Measured(wakeups, drains, runs)
 
 
 def table(wakeups: Sequence[Wakeup]) -> list[dict[str, Any]]:
-    """One row per store, the figures a reader compares (for a DataFrame or the CLI)."""
+    """One row per open loop, the figures a reader compares (for a DataFrame or the CLI)."""
     return [
         {
             "store": w.store,
             "drain_tps": round(w.drain_tps),
+            "share": w.share,
             "rate": round(w.rate),
             "achieved_tps": None if w.achieved_tps is None else round(w.achieved_tps),
             "queue_p50_ms": w.queue_ms.get("p50"),
@@ -175,11 +206,13 @@ def table(wakeups: Sequence[Wakeup]) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "SHARE_OF_DRAIN",
+    "SHARES",
     "TARGET_P99_MS",
+    "TARGET_SHARE",
     "Measured",
     "Wakeup",
     "WakeupPlan",
+    "check_shares",
     "drain_throughput",
     "measure_wakeup",
     "table",

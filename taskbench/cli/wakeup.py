@@ -1,15 +1,17 @@
 """The ``wakeup`` subcommand: how quickly an arrival starts, at half a store's drain rate.
 
     taskbench wakeup --store URL [--store URL ...] [--drain-tasks N] [--drain-repeats N]
-                     [--duration S] [--warmup S] [--concurrency C]
+                     [--duration S] [--warmup S] [--concurrency C] [--shares S,S]
                      [--no-save] [--results-dir DIR] [--json]
 
 Each store is drained (:func:`taskbench.bench.arrivals.measure_wakeup`) to
-find its throughput, then loaded by an open loop at half of it; the table
-gives the enqueue -> start percentiles against the 10 ms target. Each
-store's open-loop run is saved (kind ``wakeup``, its histograms included,
-the drain's median in its parameters), so the chart can be drawn again
-from the file: ``percentile_spectrum(latest("wakeup", store=URL)["queue_hist"])``.
+find its throughput, then loaded by an open loop at each share of it (a
+quarter and a half by default); the table gives the enqueue -> start
+percentiles against the 10 ms target, judged at half. Each store's open
+loops are saved as one run (kind ``wakeup``, a row per share with its
+histograms, the drain's median in its parameters), so the chart can be
+drawn again from the file: ``percentile_spectrum([row.queue_hist])`` for a
+row of ``latest("wakeup", store=URL)``.
 Every value is checked while parsing (exit 2); the stores are PURGED first.
 """
 
@@ -24,8 +26,10 @@ from typing import Any
 
 from taskbench.bench.arrivals import (
     TARGET_P99_MS,
+    TARGET_SHARE,
     Measured,
     WakeupPlan,
+    check_shares,
     measure_wakeup,
     open_config,
     table,
@@ -49,6 +53,10 @@ def _seconds(raw: str) -> float:
 
 def _seconds_or_zero(raw: str) -> float:
     return check_number(_number(raw), "seconds", allow_zero=True)
+
+
+def _shares(raw: str) -> tuple[float, ...]:
+    return check_shares([_number(part) for part in raw.split(",")])
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +83,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument(
         "--concurrency", default=plan.concurrency, type=argument(positive_int), metavar="C"
     )
+    sizes.add_argument(
+        "--shares",
+        default=plan.shares,
+        type=argument(_shares),
+        metavar="S,S",
+        help="the shares of the median drain throughput to offer, one open loop each "
+        f"(default: {','.join(f'{share:g}' for share in plan.shares)}; the target is judged "
+        f"at {TARGET_SHARE:g})",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write results files")
     parser.add_argument("--results-dir", type=Path, metavar="DIR", help="where results go")
     parser.add_argument(
@@ -89,27 +106,31 @@ def _plan(args: argparse.Namespace) -> WakeupPlan:
         duration=args.duration,
         warmup=args.warmup,
         concurrency=args.concurrency,
+        shares=args.shares,
     )
 
 
 def _save(url: str, measured: Measured, plan: WakeupPlan, directory: Path | None) -> Path:
-    config = open_config(url, measured.wakeup.rate, plan)
-    params = config_params(config) | {
-        "drain_tps": measured.wakeup.drain_tps,
+    """The store's open loops as one run, a row per share (each row has its ``rate``)."""
+    first = measured.wakeups[0]
+    params = config_params(open_config(url, first.rate, plan)) | {
+        "rate": None,
+        "shares": list(plan.shares),
+        "drain_tps": first.drain_tps,
         "drain_tasks": plan.drain_tasks,
         "drain_repeats": plan.drain_repeats,
     }
-    return save_results([measured.open_run], params=params, directory=directory, kind="wakeup")
+    return save_results(measured.open_runs, params=params, directory=directory, kind="wakeup")
 
 
 def _text(rows: list[dict[str, Any]]) -> str:
     lines = [
-        f"{'store':<48} {'drain/s':>9} {'offered/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'store':<48} {'drain/s':>9} {'share':>5} {'offered/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'p99.9 ms':>9} {'wake p99':>9} {'lag p99':>8} {'lost':>5}  p99 < {TARGET_P99_MS:g} ms"
     ]
     for row in rows:
         lines.append(
-            f"{row['store'][:48]:<48} {row['drain_tps']:>9,} {row['rate']:>9,} "
+            f"{row['store'][:48]:<48} {row['drain_tps']:>9,} {row['share']:>5g} {row['rate']:>9,} "
             f"{row['queue_p50_ms']:>8.2f} {row['queue_p99_ms']:>8.2f} "
             f"{row['queue_p99.9_ms']:>9.2f} {row['wake_p99_ms']:>9.2f} "
             f"{row['send_lag_p99_ms'] or 0.0:>8.2f} {row['lost']:>5}  "
@@ -139,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     measured, saved = asyncio.run(
         _measure_all(args.store, plan, not args.no_save, args.results_dir)
     )
-    wakeups = [one.wakeup for one in measured]
+    wakeups = [wakeup for one in measured for wakeup in one.wakeups]
     if args.json:
         published = {
             "target_p99_ms": TARGET_P99_MS,

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from taskbench.bench.arrivals import SHARE_OF_DRAIN, WakeupPlan, measure_wakeup, table
+from taskbench.bench.arrivals import TARGET_SHARE, WakeupPlan, measure_wakeup, table
 from taskbench.errors import ConfigError
 
 
-async def test_the_open_loop_is_offered_half_the_median_drain() -> None:
-    plan = WakeupPlan.create(drain_tasks=500, drain_repeats=3, duration=1.0, warmup=0.2)
+async def test_each_open_loop_is_offered_its_share_of_the_median_drain() -> None:
+    plan = WakeupPlan.create(
+        drain_tasks=500, drain_repeats=3, duration=1.0, warmup=0.2, shares=[0.5, 0.2]
+    )
     measured = await measure_wakeup("memory://", plan)
-    wakeup = measured.wakeup
     drains = sorted(result.drain_tps for result in measured.drains)
-    assert len(drains) == 3 and wakeup.drain_tps == drains[1]
-    assert wakeup.rate == pytest.approx(SHARE_OF_DRAIN * drains[1])
-    assert measured.open_run.rate == wakeup.rate
-    assert wakeup.lost == 0 and measured.open_run.succeeded == measured.open_run.tasks
+    assert len(drains) == 3
+    assert [w.share for w in measured.wakeups] == [0.2, 0.5]
+    for wakeup, run in zip(measured.wakeups, measured.open_runs, strict=True):
+        assert wakeup.drain_tps == drains[1]
+        assert wakeup.rate == run.rate == pytest.approx(wakeup.share * drains[1])
+        assert wakeup.lost == 0 and run.succeeded == run.tasks
+    wakeup = measured.at_target
+    assert wakeup is not None and wakeup.share == TARGET_SHARE
     assert 0 < wakeup.queue_ms["p50"] <= wakeup.queue_ms["p99"] <= wakeup.queue_ms["p99.9"]
     spectrum = [row["ms"] for row in wakeup.spectrum]
     assert spectrum == sorted(spectrum) and wakeup.spectrum[-1]["percentile"] == 100.0
@@ -33,6 +38,10 @@ async def test_the_open_loop_is_offered_half_the_median_drain() -> None:
         ({"duration": 0}, "duration"),
         ({"warmup": -1.0}, "warmup"),
         ({"warmup": 10.0, "duration": 10.0}, "shorter than the duration"),
+        ({"shares": []}, "shares of the drain"),
+        ({"shares": [0.5, 1.5]}, "shares of the drain"),
+        ({"shares": [0.5, 0.5]}, "shares of the drain"),
+        ({"shares": [0.0]}, "a share of the drain"),
         ({"concurrency": 1.5}, "concurrency"),
     ],
 )

@@ -277,6 +277,7 @@ def test_backlog_times_claims_on_a_filled_store(tmp_path: Path) -> None:
         (["wakeup", "--store", "memory://", "--duration", "0"], "seconds must be > 0"),
         (["wakeup", "--store", "memory://", "--warmup", "soon"], "expected a number of seconds"),
         (["wakeup", "--store", "memory://", "--drain-repeats", "0"], "must be a positive integer"),
+        (["wakeup", "--store", "memory://", "--shares", "0.5,2"], "distinct numbers in (0, 1]"),
         (
             ["wakeup", "--store", "memory://", "--duration", "2", "--warmup", "2"],
             "must be shorter than the duration",
@@ -586,7 +587,7 @@ def test_wakeup_offers_half_the_drain_and_saves_the_histograms_it_printed(
 
     printed = printed_json(
         capsys, "wakeup", "--store", "memory://", "--drain-tasks", "500", "--drain-repeats", "1",
-        "--duration", "1", "--warmup", "0.2", "--concurrency", "5", "--json",
+        "--duration", "1", "--warmup", "0.2", "--concurrency", "5", "--shares", "0.5", "--json",
     )  # fmt: skip
     (store,) = printed["stores"]
     assert store["rate"] == pytest.approx(store["drain_tps"] / 2)
