@@ -28,6 +28,14 @@ Design rules:
   (no recorder, no resource sampler): the drain still verifies every id,
   but latencies and duplicates are ``None``. The two side by side give the
   harness's own cost (``taskbench overhead``).
+* **The caller's heap is not measured** (:func:`frozen_heap`): the objects
+  alive before a measured run (a notebook's data frames and figures, earlier
+  runs' results) are collected once and frozen (``gc.freeze``) until it ends,
+  so the collector's full passes during the run walk only what the run
+  itself made, as in a worker process that froze its start-up heap. Measured
+  in a process holding pandas, plotly and 300,000 small objects, an open loop
+  on Redis at 15,000/s had one 98 ms full collection in a 10 s run without
+  it (p99 19.5 ms) and none with it (p99 9.6-9.8 ms).
 * **Never leak a password**: the result carries the store's redacted URL.
 * Progress bars (``tqdm.auto``) only when asked, and outside the timed
   hot path: the drain bar is refreshed by a poller, not by each task.
@@ -36,6 +44,7 @@ Design rules:
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import time
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
@@ -235,6 +244,18 @@ class Span:
     cpu_s: float
 
 
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Collect once, then keep every object alive now out of the collector's passes
+    until the block ends (``gc.freeze``; ``gc.unfreeze`` after)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 async def _timed(coro: Awaitable[Any]) -> Span:
     wall, cpu = time.perf_counter(), time.process_time()
     await coro
@@ -381,7 +402,7 @@ async def _measure(store: TaskStore, config: DrainConfig, progress: bool) -> _Me
     await _warm_up(store, config)
     with _progress_bar(progress, config.tasks, "enqueue") as bar:
         ids, enqueue_s = await enqueue_all(store, config.workload, config.tasks, bar)
-    with monitored(config.url, config.metrics) as monitor:
+    with frozen_heap(), monitored(config.url, config.metrics) as monitor:
         drained = await _execute(store, config, recorder, progress)
     checked = await verify(store, ids)
     wall_s, cpu_s = time.perf_counter() - wall_start, time.process_time() - cpu_start
@@ -432,5 +453,6 @@ __all__ = [
     "Percentiles",
     "check_store_url",
     "drain",
+    "frozen_heap",
     "run_drain",
 ]

@@ -69,6 +69,7 @@ from taskbench.bench.drain import (
     check_positive,
     check_store_url,
     drain,
+    frozen_heap,
     max_rss_mb,
     summarise_series,
     verify,
@@ -517,11 +518,11 @@ async def _open_run(
     consumer: TaskStore, config: OpenLoopConfig, send: Sender, start_delay: float
 ) -> _Run:
     """Run the executor, have ``send`` send the schedule from ``t0``, wait for the tail."""
-    t0 = time.time() + start_delay
-    measure_from = t0 + config.warmup_s
-    recorder = Recorder(measure_from=measure_from, track_wake=True) if config.metrics else None
-    clock = Stopwatch()
-    with monitored(config.url, config.metrics) as monitor:
+    with frozen_heap(), monitored(config.url, config.metrics) as monitor:
+        t0 = time.time() + start_delay  # after the collection: the schedule starts on time
+        measure_from = t0 + config.warmup_s
+        recorder = Recorder(measure_from=measure_from, track_wake=True) if config.metrics else None
+        clock = Stopwatch()
         async with RunningExecutor(consumer, config.workload, config.concurrency, recorder):
             sends = await send(t0)
             await wait_until_idle(consumer, config.tail_timeout)
@@ -629,7 +630,7 @@ async def _closed_run(store: TaskStore, config: ClosedLoopConfig) -> _Run:
     completions = Completions(recorder)
     clients = Clients(store, config, completions)
     clock = Stopwatch()
-    with monitored(config.url, config.metrics) as monitor:
+    with frozen_heap(), monitored(config.url, config.metrics) as monitor:
         async with RunningExecutor(store, config.workload, config.concurrency, completions):
             await _closed_warmup(clients, config.warmup)
             measure_from = time.time()

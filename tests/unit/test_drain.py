@@ -7,11 +7,18 @@ asserted: only that they were measured.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from taskbench.bench.drain import EXECUTORS, DrainConfig, run_drain
+from taskbench.bench import drain as drain_module
+from taskbench.bench import load as load_module
+from taskbench.bench.drain import EXECUTORS, DrainConfig, frozen_heap, run_drain
+from taskbench.bench.load import load_config, run_once
 from taskbench.bench.metrics import Recorder, hook_cpu_per_task
 from taskbench.bench.results import merge_histograms
 from taskbench.errors import ConfigError
@@ -170,3 +177,33 @@ def test_the_warm_up_is_counted_but_not_timed() -> None:
 
 def test_the_hooks_cost_is_measured_per_task() -> None:
     assert hook_cpu_per_task(count=2_000, batch=40) > 0
+
+
+def test_the_heap_alive_before_a_run_is_frozen_until_it_ends() -> None:
+    kept = [[index] for index in range(1_000)]
+    with frozen_heap():
+        assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("the run failed")
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("mode", ["drain", "open", "closed"])
+def test_every_measured_run_freezes_the_heap(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    frozen_during: list[int] = []
+    real = drain_module.frozen_heap
+
+    @contextlib.contextmanager
+    def watched() -> Iterator[None]:
+        with real():
+            frozen_during.append(gc.get_freeze_count())
+            yield
+
+    monkeypatch.setattr(drain_module, "frozen_heap", watched)
+    monkeypatch.setattr(load_module, "frozen_heap", watched)
+    sizes = {"rate": 100, "duration": 0.5} if mode == "open" else {"tasks": 20}
+    config = load_config(mode, "memory://", concurrency=2, workload="noop", **sizes)
+    result = asyncio.run(run_once(config))
+    assert result.succeeded == result.tasks > 0
+    assert len(frozen_during) == 1 and frozen_during[0] > 0
