@@ -212,6 +212,16 @@ def test_bottlenecks_find_the_scan_and_its_cost(report: Path) -> None:
     assert set(found["process_slopes"]) >= {"sqlite"}
     assert {point["value"] for point in found["process_points"]} == {1, 2}
     assert all(point["drain_tps"] > 0 for point in found["process_points"])
+    wakeup = found["wakeup"]
+    assert set(wakeup) >= {"memory", "sqlite"}
+    for backend, figures in wakeup.items():
+        assert [figure["share"] for figure in figures] == [0.5], backend
+        (figure,) = figures
+        queue = figure["queue_ms"]
+        assert figure["lost"] == 0 and figure["rate"] > 0, backend
+        assert 0 < queue["p50"] <= queue["p99"] <= queue["p99.9"], backend
+        assert figure["met"] == (queue["p99"] < 10.0), backend
+        assert figure["producer"] == ("inline" if backend == "memory" else "process"), backend
 
 
 def test_improvements_before_and_after(report: Path) -> None:
