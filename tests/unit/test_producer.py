@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -140,13 +140,19 @@ async def test_a_producer_process_reports_every_id_and_call(tmp_path: Path) -> N
     assert _producer_children() == []
 
 
-async def test_on_sqlite_the_producer_runs_in_a_process_of_its_own(tmp_path: Path) -> None:
-    opened: list[TaskStore] = []
+def _recording_opener(opened: list[TaskStore]) -> Callable[[str], TaskStore]:
+    """``open_store``, keeping each store it opens in ``opened``."""
 
     def opener(url: str) -> TaskStore:
         opened.append(open_store(url))
         return opened[-1]
 
+    return opener
+
+
+async def test_on_sqlite_the_producer_runs_in_a_process_of_its_own(tmp_path: Path) -> None:
+    opened: list[TaskStore] = []
+    opener = _recording_opener(opened)
     config = OpenLoopConfig.create(
         _sqlite(tmp_path), workload="noop", concurrency=4, rate=100, duration=1.5, warmup="0.5s"
     )
@@ -163,11 +169,7 @@ async def test_on_sqlite_the_producer_runs_in_a_process_of_its_own(tmp_path: Pat
 
 async def test_inline_the_producer_is_a_second_client_in_this_process(tmp_path: Path) -> None:
     opened: list[TaskStore] = []
-
-    def opener(url: str) -> TaskStore:
-        opened.append(open_store(url))
-        return opened[-1]
-
+    opener = _recording_opener(opened)
     config = OpenLoopConfig.create(
         _sqlite(tmp_path), workload="noop", concurrency=4, rate=100, duration=1, producer="inline"
     )
