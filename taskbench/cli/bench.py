@@ -49,7 +49,14 @@ from taskbench.bench.load import (
 from taskbench.bench.metrics import Percentiles
 from taskbench.bench.resources import ResourceUsage
 from taskbench.bench.workloads import ACCEPTED_FORMS, Workload, parse_workload
-from taskbench.cli.common import EXIT_OK, EXIT_USAGE, Subcommand, argument, positive_int
+from taskbench.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Subcommand,
+    add_store_option,
+    argument,
+    positive_int,
+)
 from taskbench.errors import ConfigError
 from taskbench.urls import redact
 
@@ -84,12 +91,9 @@ def _float(raw: str) -> float:
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=argument(check_store_url),
-        metavar="URL",
-        help="store URL, e.g. memory://, sqlite:///bench.db, redis://127.0.0.1:6379/0?prefix=b: "
+    add_store_option(
+        parser,
+        "store URL, e.g. memory://, sqlite:///bench.db, redis://127.0.0.1:6379/0?prefix=b: "
         "(it is PURGED first: give the benchmark a store of its own)",
     )
 
@@ -418,13 +422,7 @@ def run_overhead(args: argparse.Namespace) -> int:
 
 
 def configure_backlog(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=argument(check_store_url),
-        metavar="URL",
-        help="store URL (PURGED first), e.g. sqlite:///backlog.db?profile=legacy",
-    )
+    add_store_option(parser, "store URL (PURGED first), e.g. sqlite:///backlog.db?profile=legacy")
     parser.add_argument(
         "--backlog",
         required=True,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from taskbench.bench.drain import check_positive
+from taskbench.bench.drain import check_positive, check_store_url
 from taskbench.errors import TaskbenchError
 
 EXIT_OK = 0
@@ -48,6 +48,15 @@ def positive_int(raw: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
     return check_positive(value, "the value")
+
+
+def add_store_option(parser: argparse.ArgumentParser, help_text: str, **options: Any) -> None:
+    """``--store URL`` (required unless ``options`` say otherwise), checked while parsing:
+    an unknown scheme, a bad option or a missing driver is a usage error."""
+    options.setdefault("required", True)
+    parser.add_argument(
+        "--store", type=argument(check_store_url), metavar="URL", help=help_text, **options
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from taskbench.cli.common import (
     EXIT_USAGE,
     ConfiguredOnUse,
     Subcommand,
+    add_store_option,
     argument,
     positive_int,
 )
@@ -159,13 +160,7 @@ def _configure_restart(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_soak(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=argument(check_store_url),
-        metavar="URL",
-        help="a shared store (PURGED first), e.g. sqlite:///soak.db",
-    )
+    add_store_option(parser, "a shared store (PURGED first), e.g. sqlite:///soak.db")
     parser.add_argument(
         "--tasks", required=True, type=argument(positive_int), metavar="N", help="tasks to run"
     )

@@ -34,9 +34,15 @@ from taskbench.bench.arrivals import (
     open_config,
     table,
 )
-from taskbench.bench.drain import check_store_url
 from taskbench.bench.load import check_number, config_params, save_results
-from taskbench.cli.common import EXIT_OK, EXIT_USAGE, Subcommand, argument, positive_int
+from taskbench.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Subcommand,
+    add_store_option,
+    argument,
+    positive_int,
+)
 from taskbench.errors import ConfigError
 
 
@@ -60,13 +66,8 @@ def _shares(raw: str) -> tuple[float, ...]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        action="append",
-        required=True,
-        type=argument(check_store_url),
-        metavar="URL",
-        help="a store to measure (repeat for several); it is PURGED first",
+    add_store_option(
+        parser, "a store to measure (repeat for several); it is PURGED first", action="append"
     )
     plan = WakeupPlan()
     sizes = parser.add_argument_group("sizes")

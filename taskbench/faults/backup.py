@@ -604,16 +604,9 @@ def _task_count(raw: str) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The drill's arguments (for ``python -m`` here, and a ``taskbench faults`` entry)."""
-    from taskbench.bench.drain import check_store_url
-    from taskbench.cli.common import argument
+    from taskbench.cli.common import add_store_option, argument
 
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=argument(check_store_url),
-        metavar="URL",
-        help="a store of its own: PURGED",
-    )
+    add_store_option(parser, "a store of its own: PURGED")
     parser.add_argument(
         "--tasks",
         type=argument(_task_count),

@@ -32,16 +32,9 @@ def _entry_points(raw: str) -> list[str]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The campaign's arguments (for ``python -m`` here, and a ``taskbench faults`` entry)."""
-    from taskbench.bench.drain import check_store_url
-    from taskbench.cli.common import argument
+    from taskbench.cli.common import add_store_option, argument
 
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=argument(check_store_url),
-        metavar="URL",
-        help="a store of its own: PURGED",
-    )
+    add_store_option(parser, "a store of its own: PURGED")
     parser.add_argument(
         "--examples", type=argument(_examples), default=10_000, metavar="N", help="per entry point"
     )
